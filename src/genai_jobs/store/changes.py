@@ -1,0 +1,61 @@
+"""In-process fan-out of job changes to the coroutines waiting on them.
+
+Stores publish here after every committed change they make, and again for
+changes they learn of from other processes (SQLite: a poll of the file's
+change counter; PostgreSQL: LISTEN/NOTIFY). Long-polls wait on one job;
+idle workers wait for any job to become runnable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from uuid import UUID
+
+
+class ChangeFeed:
+    def __init__(self) -> None:
+        self._job_waiters: defaultdict[UUID, set[asyncio.Event]] = defaultdict(set)
+        self._work_waiters: set[asyncio.Event] = set()
+
+    @property
+    def job_waiter_count(self) -> int:
+        return sum(len(waiters) for waiters in self._job_waiters.values())
+
+    def job_changed(self, job_id: UUID) -> None:
+        for event in self._job_waiters.get(job_id, ()):
+            event.set()
+
+    def work_available(self) -> None:
+        for event in self._work_waiters:
+            event.set()
+
+    async def wait_for_job(self, job_id: UUID, timeout: float) -> bool:
+        """Wait until `job_id` changes or `timeout` seconds pass; True if it changed."""
+        event = asyncio.Event()
+        self._job_waiters[job_id].add(event)
+        try:
+            return await _wait(event, timeout)
+        finally:
+            waiters = self._job_waiters[job_id]
+            waiters.discard(event)
+            if not waiters:
+                del self._job_waiters[job_id]
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Wait until a job may have become runnable, or `timeout` seconds pass."""
+        event = asyncio.Event()
+        self._work_waiters.add(event)
+        try:
+            return await _wait(event, timeout)
+        finally:
+            self._work_waiters.discard(event)
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,5 @@
+"""The embedded SQLite store."""
+
+from genai_jobs.store.sqlite.store import SQLiteStore
+
+__all__ = ["SQLiteStore"]

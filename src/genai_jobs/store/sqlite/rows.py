@@ -1,0 +1,73 @@
+"""Conversions between SQLite rows and domain records."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from genai_jobs.domain import Job, JobState, TokenRecord
+
+
+def to_epoch(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def maybe_datetime(seconds: float | None) -> datetime | None:
+    return None if seconds is None else from_epoch(seconds)
+
+
+def dump_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def load_json(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def job_from_row(row: sqlite3.Row) -> Job:
+    lease_id = row["lease_id"]
+    return Job(
+        id=UUID(row["id"]),
+        tenant=row["tenant"],
+        job_type=row["job_type"],
+        payload=load_json(row["payload"]),
+        description=row["description"],
+        status=JobState(row["status"]),
+        message=row["message"],
+        result=load_json(row["result"]),
+        result_location=row["result_location"],
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        priority=row["priority"],
+        created_at=from_epoch(row["created_at"]),
+        updated_at=from_epoch(row["updated_at"]),
+        started_at=maybe_datetime(row["started_at"]),
+        finished_at=maybe_datetime(row["finished_at"]),
+        expires_at=from_epoch(row["expires_at"]),
+        run_after=from_epoch(row["run_after"]),
+        abort_requested=bool(row["abort_requested"]),
+        lease_id=None if lease_id is None else UUID(lease_id),
+        lease_owner=row["lease_owner"],
+        lease_expires_at=maybe_datetime(row["lease_expires_at"]),
+    )
+
+
+def token_from_row(row: sqlite3.Row) -> TokenRecord:
+    return TokenRecord(
+        id=UUID(row["id"]),
+        tenant=row["tenant"],
+        is_admin=bool(row["is_admin"]),
+        created_at=from_epoch(row["created_at"]),
+        last_used_at=maybe_datetime(row["last_used_at"]),
+        revoked_at=maybe_datetime(row["revoked_at"]),
+    )

@@ -1,0 +1,544 @@
+"""The embedded store: one SQLite file in WAL mode, shared by every process on the machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import uuid
+from collections.abc import Callable, Collection, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+from genai_jobs.domain import (
+    IdempotencyConflict,
+    IllegalTransition,
+    Job,
+    JobNotFound,
+    JobPage,
+    JobQuery,
+    JobState,
+    Lease,
+    LeaseLost,
+    NewJob,
+    StoreUnavailable,
+    SubmitOutcome,
+    TokenNotFound,
+    TokenRecord,
+    check_transition,
+)
+from genai_jobs.store.base import Store
+from genai_jobs.store.changes import ChangeFeed
+from genai_jobs.store.migrations import load_migrations
+from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx
+from genai_jobs.store.sqlite.rows import (
+    dump_json,
+    from_epoch,
+    job_from_row,
+    to_epoch,
+    token_from_row,
+)
+
+T = TypeVar("T")
+
+# How often this process looks for commits made by other processes.
+CHANGE_POLL_SECONDS = 0.05
+# Rows deleted per transaction when purging, so writers never wait long.
+PURGE_BATCH = 500
+
+_CLEAR_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL"
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.changes = ChangeFeed()
+        self._db = SQLiteDatabase(path)
+        self._watcher: asyncio.Task[None] | None = None
+        self._seen_seq = 0
+
+    # -- life cycle -------------------------------------------------------
+    async def open(self) -> None:
+        await self._db.open()
+        self._watcher = asyncio.create_task(self._watch_other_processes(), name="sqlite-watch")
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        await self._db.close()
+
+    async def migrate(self) -> list[int]:
+        migrations = load_migrations("genai_jobs.store.sqlite.migrations")
+
+        def apply(tx: WriteTx) -> list[int]:
+            tx.conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            done = {row[0] for row in tx.conn.execute("SELECT version FROM schema_migrations")}
+            applied = []
+            for migration in migrations:
+                if migration.version in done:
+                    continue
+                for statement in _statements(migration.sql):
+                    tx.conn.execute(statement)
+                tx.conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, tx.now),
+                )
+                applied.append(migration.version)
+            return applied
+
+        applied, _ = await self._db.write(apply, bump=False)
+        return applied
+
+    async def check_ready(self) -> None:
+        expected = max(m.version for m in load_migrations("genai_jobs.store.sqlite.migrations"))
+        try:
+            row = self._db.reader.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store is not migrated: {exc}") from exc
+        if row is None or row[0] != expected:
+            raise StoreUnavailable(f"SQLite store schema is at {row[0] if row else None}, "
+                                   f"expected {expected}: run `genai-jobs migrate`")
+
+    # -- jobs: submitters -------------------------------------------------
+    async def submit(self, new: NewJob) -> SubmitOutcome:
+        def insert(tx: WriteTx) -> SubmitOutcome:
+            if new.idempotency_key is not None:
+                earlier = tx.conn.execute(
+                    "SELECT * FROM jobs WHERE tenant = ? AND idempotency_key = ?",
+                    (new.tenant, new.idempotency_key),
+                ).fetchone()
+                if earlier is not None:
+                    if earlier["request_hash"] != new.request_hash:
+                        raise IdempotencyConflict(new.idempotency_key)
+                    return SubmitOutcome(job_from_row(earlier), created=False)
+            job_id = uuid.uuid4()
+            row = tx.conn.execute(
+                "INSERT INTO jobs (id, tenant, job_type, payload, description, status,"
+                " max_attempts, priority, created_at, updated_at, expires_at, run_after,"
+                " idempotency_key, request_hash, change_seq)"
+                " VALUES (?, ?, ?, ?, ?, 'INITIALIZED', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (str(job_id), new.tenant, new.job_type, dump_json(new.payload), new.description,
+                 new.max_attempts, new.priority, tx.now, tx.now, to_epoch(new.expires_at),
+                 tx.now, new.idempotency_key, new.request_hash, tx.seq),
+            ).fetchone()
+            tx.changed.add(job_id)
+            tx.work_available = True
+            return SubmitOutcome(job_from_row(row), created=True)
+
+        return await self._write(insert)
+
+    async def get(self, job_id: UUID, tenant: str | None = None) -> Job:
+        row = self._db.reader.execute("SELECT * FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
+        if row is None or (tenant is not None and row["tenant"] != tenant):
+            raise JobNotFound(job_id)
+        return job_from_row(row)
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        where, params = _list_filter(query)
+        reader = self._db.reader
+        total = reader.execute(f"SELECT COUNT(*) FROM jobs{where}", params).fetchone()[0]
+        rows = reader.execute(
+            f"SELECT * FROM jobs{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            [*params, query.limit, query.offset],
+        ).fetchall()
+        return JobPage(jobs=[job_from_row(row) for row in rows], total_count=int(total))
+
+    async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
+        def abort(tx: WriteTx) -> Job:
+            row = tx.conn.execute("SELECT * FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
+            if row is None or (tenant is not None and row["tenant"] != tenant):
+                raise JobNotFound(job_id)
+            state = JobState(row["status"])
+            if state is JobState.ABORTED:
+                return job_from_row(row)
+            check_transition(state, JobState.ABORTED)
+            tx.changed.add(job_id)
+            if state is JobState.INITIALIZED:
+                return _update_one(tx, job_id, state, JobState.ABORTED, {
+                    "message": f"aborted before it started: {reason}",
+                    "finished_at": tx.now,
+                })
+            return _update_one(tx, job_id, state, state, {
+                "abort_requested": 1,
+                "message": f"abort requested ({reason}); waiting for the worker to stop it",
+            })
+
+        return await self._write(abort)
+
+    # -- jobs: workers ----------------------------------------------------
+    async def claim(
+        self, owner: str, job_types: Collection[str], lease_seconds: float, limit: int
+    ) -> list[Lease]:
+        if not job_types or limit < 1:
+            return []
+        types = sorted(job_types)
+
+        def take(tx: WriteTx) -> list[Lease]:
+            marks = ", ".join("?" for _ in types)
+            candidates = [
+                row[0] for row in tx.conn.execute(
+                    "SELECT id FROM jobs WHERE status = 'INITIALIZED' AND run_after <= ?"
+                    f" AND expires_at > ? AND job_type IN ({marks})"
+                    " ORDER BY priority DESC, created_at LIMIT ?",
+                    [tx.now, tx.now, *types, limit],
+                )
+            ]
+            leases = []
+            for job_id in candidates:
+                lease_id = uuid.uuid4()
+                expires = tx.now + lease_seconds
+                row = tx.conn.execute(
+                    "UPDATE jobs SET status = 'RUNNING', attempts = attempts + 1, message = '',"
+                    " lease_id = ?, lease_owner = ?, lease_expires_at = ?,"
+                    " started_at = COALESCE(started_at, ?), updated_at = ?, change_seq = ?"
+                    " WHERE id = ? AND status = 'INITIALIZED' RETURNING *",
+                    (str(lease_id), owner, expires, tx.now, tx.now, tx.seq, job_id),
+                ).fetchone()
+                job = job_from_row(row)
+                tx.changed.add(job.id)
+                leases.append(Lease(job, lease_id, owner, from_epoch(expires)))
+            return leases
+
+        return await self._write(take)
+
+    async def heartbeat(self, lease: Lease, lease_seconds: float) -> Job:
+        def renew(tx: WriteTx) -> Job:
+            row = tx.conn.execute(
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_id = ?"
+                " AND status = 'RUNNING' AND lease_expires_at >= ? RETURNING *",
+                (tx.now + lease_seconds, str(lease.job_id), str(lease.lease_id), tx.now),
+            ).fetchone()
+            if row is None:
+                raise LeaseLost(lease.job_id)
+            return job_from_row(row)
+
+        # A renewal changes nothing anyone waits for: no change number.
+        job, _ = await self._db.write(renew, bump=False)
+        return job
+
+    async def report_progress(self, lease: Lease, fraction: float | None, message: str) -> None:
+        def record(tx: WriteTx) -> None:
+            updated = tx.conn.execute(
+                "UPDATE jobs SET progress = COALESCE(?, progress), progress_message = ?,"
+                " updated_at = ?, change_seq = ? WHERE id = ? AND lease_id = ?"
+                " AND status = 'RUNNING' AND lease_expires_at >= ?",
+                (fraction, message, tx.now, tx.seq, str(lease.job_id), str(lease.lease_id),
+                 tx.now),
+            ).rowcount
+            if updated != 1:
+                raise LeaseLost(lease.job_id)
+            tx.changed.add(lease.job_id)
+
+        await self._write(record)
+
+    async def complete(self, lease: Lease, result: Any, result_location: str | None) -> Job:
+        def finish(tx: WriteTx) -> Job:
+            return _end_attempt(tx, lease, JobState.COMPLETED, {
+                "result": dump_json(result),
+                "result_location": result_location,
+                "progress": 1.0,
+                "message": "",
+                "finished_at": tx.now,
+            })
+
+        return await self._write(finish)
+
+    async def fail_attempt(self, lease: Lease, message: str, retry_at: datetime | None) -> Job:
+        def fail(tx: WriteTx) -> Job:
+            if retry_at is None:
+                return _end_attempt(tx, lease, JobState.ERROR, {
+                    "message": message, "finished_at": tx.now,
+                })
+            tx.work_available = True
+            return _end_attempt(tx, lease, JobState.INITIALIZED, {
+                "message": message, "run_after": to_epoch(retry_at),
+            })
+
+        return await self._write(fail)
+
+    async def finish(self, lease: Lease, state: JobState, message: str) -> Job:
+        if state not in (JobState.ABORTED, JobState.EXPIRED):
+            raise ValueError(f"finish() ends an attempt as ABORTED or EXPIRED, not {state}")
+
+        def stop(tx: WriteTx) -> Job:
+            # The handler has stopped, so the truth can be written even if the
+            # lease lapsed meanwhile; only another holder's lease forbids it.
+            return _update_leased(tx, lease, state, {"message": message, "finished_at": tx.now},
+                                  require_live_lease=False)
+
+        return await self._write(stop)
+
+    async def release(self, lease: Lease, message: str) -> Job:
+        def give_back(tx: WriteTx) -> Job:
+            tx.work_available = True
+            return _update_leased(tx, lease, JobState.INITIALIZED, {
+                "message": message, "run_after": tx.now,
+                "attempts": max(lease.job.attempts - 1, 0),
+            }, require_live_lease=False)
+
+        return await self._write(give_back)
+
+    # -- maintenance ------------------------------------------------------
+    async def expire_overdue(self, now: datetime, running_grace_seconds: float) -> list[Job]:
+        moment = to_epoch(now)
+
+        def expire(tx: WriteTx) -> list[Job]:
+            rows = tx.conn.execute(
+                f"UPDATE jobs SET status = 'EXPIRED', {_CLEAR_LEASE}, finished_at = ?,"
+                " updated_at = ?, change_seq = ?,"
+                " message = 'expired: not finished by its deadline ' ||"
+                "   strftime('%Y-%m-%dT%H:%M:%SZ', expires_at, 'unixepoch')"
+                " WHERE (status = 'INITIALIZED' AND expires_at <= ?)"
+                "    OR (status = 'RUNNING' AND expires_at <= ?) RETURNING *",
+                (tx.now, tx.now, tx.seq, moment, moment - running_grace_seconds),
+            ).fetchall()
+            jobs = [job_from_row(row) for row in rows]
+            tx.changed.update(job.id for job in jobs)
+            return jobs
+
+        return await self._write(expire)
+
+    async def reclaim_lapsed(self, now: datetime, retry_delay_seconds: float) -> list[Job]:
+        moment = to_epoch(now)
+
+        def reclaim(tx: WriteTx) -> list[Job]:
+            rows = tx.conn.execute(
+                "SELECT * FROM jobs WHERE status = 'RUNNING' AND lease_expires_at < ?", (moment,)
+            ).fetchall()
+            return [_take_back(tx, job_from_row(row), retry_delay_seconds) for row in rows]
+
+        return await self._write(reclaim)
+
+    async def purge(self, finished_before: datetime) -> int:
+        cutoff = to_epoch(finished_before)
+
+        def delete_batch(tx: WriteTx) -> int:
+            return tx.conn.execute(
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at < ?"
+                " AND status IN ('COMPLETED', 'ERROR', 'ABORTED', 'EXPIRED') LIMIT ?)",
+                (cutoff, PURGE_BATCH),
+            ).rowcount
+
+        total = 0
+        while True:  # bounded: every pass deletes rows or stops
+            deleted, _ = await self._db.write(delete_batch, bump=False)
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total
+
+    async def count_by_state(self) -> dict[JobState, int]:
+        counts = {state: 0 for state in JobState}
+        for status, count in self._db.reader.execute(
+            "SELECT status, COUNT(*) FROM jobs GROUP BY status"
+        ):
+            counts[JobState(status)] = count
+        return counts
+
+    # -- tokens -----------------------------------------------------------
+    async def create_token(self, tenant: str, is_admin: bool, secret_hash: str) -> TokenRecord:
+        def insert(tx: WriteTx) -> TokenRecord:
+            row = tx.conn.execute(
+                "INSERT INTO tokens (id, tenant, is_admin, secret_hash, created_at)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING *",
+                (str(uuid.uuid4()), tenant, int(is_admin), secret_hash, tx.now),
+            ).fetchone()
+            return token_from_row(row)
+
+        token, _ = await self._db.write(insert, bump=False)
+        return token
+
+    async def find_token(self, secret_hash: str) -> TokenRecord | None:
+        row = self._db.reader.execute(
+            "SELECT * FROM tokens WHERE secret_hash = ? AND revoked_at IS NULL", (secret_hash,)
+        ).fetchone()
+        return None if row is None else token_from_row(row)
+
+    async def touch_token(self, token_id: UUID, when: datetime) -> None:
+        def touch(tx: WriteTx) -> None:
+            tx.conn.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?",
+                            (to_epoch(when), str(token_id)))
+
+        await self._db.write(touch, bump=False)
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        rows = self._db.reader.execute("SELECT * FROM tokens ORDER BY created_at").fetchall()
+        return [token_from_row(row) for row in rows]
+
+    async def revoke_token(self, token_id: UUID) -> TokenRecord:
+        def revoke(tx: WriteTx) -> TokenRecord:
+            row = tx.conn.execute(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? RETURNING *",
+                (tx.now, str(token_id)),
+            ).fetchone()
+            if row is None:
+                raise TokenNotFound(token_id)
+            return token_from_row(row)
+
+        token, _ = await self._db.write(revoke, bump=False)
+        return token
+
+    async def count_tokens(self) -> int:
+        return int(self._db.reader.execute("SELECT COUNT(*) FROM tokens").fetchone()[0])
+
+    # -- change propagation -------------------------------------------------
+    async def _write(self, work: Callable[[WriteTx], T]) -> T:
+        result, tx = await self._db.write(work)
+        self._publish(tx.changed, tx.work_available)
+        return result
+
+    def _publish(self, changed: Iterable[UUID], work_available: bool) -> None:
+        for job_id in changed:
+            self.changes.job_changed(job_id)
+        if work_available:
+            self.changes.work_available()
+
+    async def _watch_other_processes(self) -> None:
+        """Wake local waiters for commits made by other processes on this file."""
+        reader = self._db.reader
+        self._seen_seq = _current_seq(reader)
+        data_version = reader.execute("PRAGMA data_version").fetchone()[0]
+        while True:
+            await asyncio.sleep(CHANGE_POLL_SECONDS)
+            try:
+                version = reader.execute("PRAGMA data_version").fetchone()[0]
+                if version == data_version:
+                    continue
+                data_version = version
+                self._catch_up(reader)
+            except sqlite3.Error:
+                continue  # a busy or briefly unreadable file: look again next tick
+
+    def _catch_up(self, reader: sqlite3.Connection) -> None:
+        rows = reader.execute(
+            "SELECT id, status, run_after, change_seq FROM jobs WHERE change_seq > ?",
+            (self._seen_seq,),
+        ).fetchall()
+        for row in rows:
+            self._seen_seq = max(self._seen_seq, row["change_seq"])
+        self._publish(
+            (UUID(row["id"]) for row in rows),
+            any(row["status"] == "INITIALIZED" for row in rows),
+        )
+
+
+def _current_seq(reader: sqlite3.Connection) -> int:
+    try:
+        return int(reader.execute("SELECT seq FROM change_counter").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit midway)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not buffer.strip().startswith("--"):
+        raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()[:80]}")
+    return [statement for statement in statements if statement]
+
+
+def _list_filter(query: JobQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.tenant is not None:
+        clauses.append("tenant = ?")
+        params.append(query.tenant)
+    if query.statuses:
+        clauses.append(f"status IN ({', '.join('?' for _ in query.statuses)})")
+        params.extend(state.value for state in query.statuses)
+    if query.job_type is not None:
+        clauses.append("job_type = ?")
+        params.append(query.job_type)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _update_one(
+    tx: WriteTx, job_id: UUID, current: JobState, target: JobState, fields: dict[str, Any],
+    extra_condition: str = "", extra_params: tuple[Any, ...] = (),
+) -> Job:
+    """The one compare-and-set every state change goes through."""
+    if target is not current:
+        check_transition(current, target)
+    assignments = {**fields, "status": target.value, "updated_at": tx.now, "change_seq": tx.seq}
+    if target.is_terminal or target is JobState.INITIALIZED:
+        assignments.update(lease_id=None, lease_owner=None, lease_expires_at=None)
+    sets = ", ".join(f"{column} = ?" for column in assignments)
+    row = tx.conn.execute(
+        f"UPDATE jobs SET {sets} WHERE id = ? AND status = ?{extra_condition} RETURNING *",
+        (*assignments.values(), str(job_id), current.value, *extra_params),
+    ).fetchone()
+    if row is None:
+        raise _lost_race(tx, job_id, current, target)
+    tx.changed.add(job_id)
+    return job_from_row(row)
+
+
+def _lost_race(tx: WriteTx, job_id: UUID, current: JobState, target: JobState) -> Exception:
+    row = tx.conn.execute("SELECT status FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
+    if row is None:
+        return JobNotFound(job_id)
+    return IllegalTransition(row["status"], target.value)
+
+
+def _update_leased(
+    tx: WriteTx, lease: Lease, target: JobState, fields: dict[str, Any], *,
+    require_live_lease: bool,
+) -> Job:
+    """A change made by the worker holding `lease`: LeaseLost if it no longer does."""
+    condition = " AND lease_id = ?"
+    params: tuple[Any, ...] = (str(lease.lease_id),)
+    if require_live_lease:
+        condition += " AND lease_expires_at >= ?"
+        params = (*params, tx.now)
+    try:
+        return _update_one(tx, lease.job_id, JobState.RUNNING, target, fields, condition, params)
+    except (IllegalTransition, JobNotFound) as exc:
+        raise LeaseLost(lease.job_id) from exc
+
+
+def _end_attempt(tx: WriteTx, lease: Lease, target: JobState, fields: dict[str, Any]) -> Job:
+    """Record an attempt's outcome, unless the job's deadline passed first:
+    then the truth is EXPIRED (the handler has already returned)."""
+    row = tx.conn.execute(
+        "SELECT expires_at FROM jobs WHERE id = ? AND lease_id = ? AND status = 'RUNNING'",
+        (str(lease.job_id), str(lease.lease_id)),
+    ).fetchone()
+    if row is not None and row["expires_at"] <= tx.now:
+        return _update_leased(tx, lease, JobState.EXPIRED, {
+            "message": "expired: not finished by its deadline", "finished_at": tx.now,
+        }, require_live_lease=False)
+    return _update_leased(tx, lease, target, fields, require_live_lease=True)
+
+
+def _take_back(tx: WriteTx, job: Job, retry_delay_seconds: float) -> Job:
+    """A lapsed lease: the worker is presumed dead and its attempt over."""
+    condition, params = " AND lease_id = ?", (str(job.lease_id),)
+    attempt = f"attempt {job.attempts} of {job.max_attempts}"
+    if job.abort_requested:
+        return _update_one(tx, job.id, JobState.RUNNING, JobState.ABORTED, {
+            "message": f"aborted: its worker was lost during {attempt}", "finished_at": tx.now,
+        }, condition, params)
+    if job.attempts >= job.max_attempts:
+        return _update_one(tx, job.id, JobState.RUNNING, JobState.ERROR, {
+            "message": f"worker lost: its lease lapsed during {attempt}", "finished_at": tx.now,
+        }, condition, params)
+    tx.work_available = True
+    retry_at = tx.now + retry_delay_seconds
+    return _update_one(tx, job.id, JobState.RUNNING, JobState.INITIALIZED, {
+        "message": f"worker lost during {attempt}; retrying at "
+                   f"{from_epoch(retry_at).strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        "run_after": retry_at,
+    }, condition, params)
+
