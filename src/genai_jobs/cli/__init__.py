@@ -1,0 +1,1 @@
+"""The `genai-jobs` command line."""

@@ -1,0 +1,47 @@
+"""Service settings, read from `GENAI_JOBS_*` variables; CLI flags override them."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./genai-jobs.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENAI_JOBS_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # Modules whose `MODULE:ATTR` registry adds job types to the built-in ones.
+    app: list[str] = Field(default_factory=list)
+
+    # Submissions
+    default_expires_in_seconds: float = Field(default=24 * 3600, gt=0)
+    max_expires_in_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    default_max_attempts: int = Field(default=3, ge=1)
+    max_max_attempts: int = Field(default=20, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+
+    # Workers
+    workers: int = Field(default=1, ge=0)
+    concurrency: int = Field(default=4, ge=1)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=1.0, gt=0)
+    retry_base_seconds: float = Field(default=1.0, ge=0)
+    retry_max_seconds: float = Field(default=300.0, ge=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    idle_poll_seconds: float = Field(default=1.0, gt=0)
+
+    # Maintenance
+    maintenance_interval_seconds: float = Field(default=1.0, gt=0)
+    # How long a worker may take to stop a handler past its deadline before
+    # the maintenance sweep writes EXPIRED itself (the worker is presumed lost).
+    deadline_grace_seconds: float = Field(default=10.0, ge=0)
+    retention_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+
+    # HTTP
+    # Trust X-Forwarded-Proto/Host when building absolute URLs (behind a proxy).
+    behind_proxy: bool = False
+    max_wait_seconds: int = Field(default=60, ge=0, le=3600)
