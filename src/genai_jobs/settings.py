@@ -28,7 +28,6 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=0)
     concurrency: int = Field(default=4, ge=1)
     lease_seconds: float = Field(default=30.0, gt=0)
-    heartbeat_seconds: float = Field(default=1.0, gt=0)
     retry_base_seconds: float = Field(default=1.0, ge=0)
     retry_max_seconds: float = Field(default=300.0, ge=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)

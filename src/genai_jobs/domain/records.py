@@ -55,7 +55,8 @@ class Job:
     finished_at: datetime | None
     expires_at: datetime
     run_after: datetime
-    abort_requested: bool
+    # Who asked to abort this RUNNING job, once someone has; its worker stops it.
+    abort_reason: str | None
     lease_id: UUID | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
@@ -67,6 +68,10 @@ class Job:
     @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
+
+    @property
+    def abort_requested(self) -> bool:
+        return self.abort_reason is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,9 @@ idle workers wait for any job to become runnable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 from uuid import UUID
 
 
@@ -30,29 +32,47 @@ class ChangeFeed:
         for event in self._work_waiters:
             event.set()
 
-    async def wait_for_job(self, job_id: UUID, timeout: float) -> bool:
-        """Wait until `job_id` changes or `timeout` seconds pass; True if it changed."""
+    @contextlib.contextmanager
+    def watch_job(self, job_id: UUID) -> Iterator[asyncio.Event]:
+        """An event set on every change of `job_id` while the block runs.
+
+        Watch first, then read the job: a change between the read and the
+        wait is then never missed.
+        """
         event = asyncio.Event()
         self._job_waiters[job_id].add(event)
         try:
-            return await _wait(event, timeout)
+            yield event
         finally:
             waiters = self._job_waiters[job_id]
             waiters.discard(event)
             if not waiters:
                 del self._job_waiters[job_id]
 
+    async def wait_for_job(self, job_id: UUID, timeout: float) -> bool:
+        """Wait until `job_id` changes or `timeout` seconds pass; True if it changed."""
+        with self.watch_job(job_id) as changed:
+            return await wait_event(changed, timeout)
+
+    def subscribe_work(self, event: asyncio.Event) -> None:
+        """Have `event` set whenever a job may have become runnable."""
+        self._work_waiters.add(event)
+
+    def unsubscribe_work(self, event: asyncio.Event) -> None:
+        self._work_waiters.discard(event)
+
     async def wait_for_work(self, timeout: float) -> bool:
         """Wait until a job may have become runnable, or `timeout` seconds pass."""
         event = asyncio.Event()
         self._work_waiters.add(event)
         try:
-            return await _wait(event, timeout)
+            return await wait_event(event, timeout)
         finally:
             self._work_waiters.discard(event)
 
 
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for `event` at most `timeout` seconds; True if it was set."""
     try:
         async with asyncio.timeout(timeout):
             await event.wait()

@@ -55,7 +55,7 @@ def job_from_row(row: sqlite3.Row) -> Job:
         finished_at=maybe_datetime(row["finished_at"]),
         expires_at=from_epoch(row["expires_at"]),
         run_after=from_epoch(row["run_after"]),
-        abort_requested=bool(row["abort_requested"]),
+        abort_reason=row["abort_reason"],
         lease_id=None if lease_id is None else UUID(lease_id),
         lease_owner=row["lease_owner"],
         lease_expires_at=maybe_datetime(row["lease_expires_at"]),

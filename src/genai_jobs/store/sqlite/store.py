@@ -163,12 +163,14 @@ class SQLiteStore(Store):
             tx.changed.add(job_id)
             if state is JobState.INITIALIZED:
                 return _update_one(tx, job_id, state, JobState.ABORTED, {
-                    "message": f"aborted before it started: {reason}",
+                    "message": f"aborted {reason} before it started",
                     "finished_at": tx.now,
                 })
+            if row["abort_reason"] is not None:
+                return job_from_row(row)
             return _update_one(tx, job_id, state, state, {
-                "abort_requested": 1,
-                "message": f"abort requested ({reason}); waiting for the worker to stop it",
+                "abort_reason": reason,
+                "message": f"abort requested {reason}; waiting for its worker to stop it",
             })
 
         return await self._write(abort)
@@ -528,7 +530,8 @@ def _take_back(tx: WriteTx, job: Job, retry_delay_seconds: float) -> Job:
     attempt = f"attempt {job.attempts} of {job.max_attempts}"
     if job.abort_requested:
         return _update_one(tx, job.id, JobState.RUNNING, JobState.ABORTED, {
-            "message": f"aborted: its worker was lost during {attempt}", "finished_at": tx.now,
+            "message": f"aborted {job.abort_reason}; its worker was lost during {attempt}",
+            "finished_at": tx.now,
         }, condition, params)
     if job.attempts >= job.max_attempts:
         return _update_one(tx, job.id, JobState.RUNNING, JobState.ERROR, {

@@ -23,7 +23,7 @@ CREATE TABLE jobs (
     finished_at       REAL,
     expires_at        REAL NOT NULL,
     run_after         REAL NOT NULL,
-    abort_requested   INTEGER NOT NULL DEFAULT 0,
+    abort_reason      TEXT,           -- set when an abort of a RUNNING job is requested
     lease_id          TEXT,
     lease_owner       TEXT,
     lease_expires_at  REAL,

@@ -1,0 +1,5 @@
+"""The HTTP API."""
+
+from genai_jobs.api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,32 @@
+"""The FastAPI application: routers, error mapping, limits."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from genai_jobs import __version__
+from genai_jobs.api import errors
+from genai_jobs.api.deps import Services
+from genai_jobs.api.routes import job_types, jobs, service, status, version
+from genai_jobs.api.urls import API_PREFIX
+from genai_jobs.handlers import Registry
+from genai_jobs.settings import Settings
+from genai_jobs.store import Store
+
+
+def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
+    """The HTTP API over an opened `store`; the caller owns the store's life cycle."""
+    app = FastAPI(
+        title="genai-jobs",
+        version=__version__,
+        description="Durable GenAI jobs behind DataRobot's GenAI job status API.",
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.services = Services(store=store, registry=registry, settings=settings)
+    errors.install(app)
+    app.include_router(status.router, prefix=API_PREFIX)
+    app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(job_types.router, prefix=API_PREFIX)
+    app.include_router(version.router, prefix="/api/v2")
+    app.include_router(service.router)
+    return app

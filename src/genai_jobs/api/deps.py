@@ -1,0 +1,92 @@
+"""What routes depend on: the services of this process and the caller's token."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, HTTPException, Request
+from starlette.datastructures import Headers
+
+from genai_jobs.domain import TokenRecord
+from genai_jobs.handlers import Registry
+from genai_jobs.settings import Settings
+from genai_jobs.store import Store
+from genai_jobs.tokens import hash_secret
+
+# `last used` of a token is written at most this often (it costs a write).
+TOKEN_TOUCH_INTERVAL_SECONDS = 60.0
+# DataRobot's Python client sends `Token`; everyone else sends `Bearer`.
+AUTH_SCHEMES = ("bearer", "token")
+
+
+@dataclass
+class Services:
+    store: Store
+    registry: Registry
+    settings: Settings
+    _touched: dict[UUID, float] = field(default_factory=dict)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def note_token_use(self, token: TokenRecord) -> None:
+        now = time.time()
+        if now - self._touched.get(token.id, 0.0) < TOKEN_TOUCH_INTERVAL_SECONDS:
+            return
+        self._touched[token.id] = now
+        task = asyncio.create_task(self._touch(token.id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _touch(self, token_id: UUID) -> None:
+        from datetime import UTC, datetime
+
+        await self.store.touch_token(token_id, datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    token: TokenRecord
+
+    @property
+    def tenant_scope(self) -> str | None:
+        """The tenant whose jobs this caller sees; None for an admin (all)."""
+        return None if self.token.is_admin else self.token.tenant
+
+    def describe(self) -> str:
+        return f"by token {str(self.token.id)[:8]} (tenant {self.token.tenant})"
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _unauthorized(reason: str) -> HTTPException:
+    return HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
+
+
+def bearer_secret(headers: Headers) -> str:
+    header = headers.get("authorization")
+    if not header:
+        raise _unauthorized("missing Authorization header: send 'Authorization: Bearer <token>'")
+    scheme, _, secret = header.strip().partition(" ")
+    if scheme.lower() not in AUTH_SCHEMES or not secret.strip():
+        raise _unauthorized("malformed Authorization header: expected 'Bearer <token>'")
+    return secret.strip()
+
+
+async def get_caller(request: Request, services: ServicesDep) -> Caller:
+    token = await services.store.find_token(hash_secret(bearer_secret(request.headers)))
+    if token is None:
+        raise _unauthorized("invalid or revoked token")
+    services.note_token_use(token)
+    return Caller(token)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

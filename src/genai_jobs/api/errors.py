@@ -1,0 +1,89 @@
+"""The one place where errors become HTTP answers.
+
+Client mistakes are 4xx with `{"detail": ...}`; validation failures are 422
+in the seed's exact shape (`loc`, `msg`, `type`, nothing echoed back); only a
+fault of ours is a 500, and its body never carries a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from genai_jobs.domain import (
+    DomainError,
+    IdempotencyConflict,
+    IllegalTransition,
+    JobNotFound,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("genai_jobs.api")
+
+_DOMAIN_STATUS: dict[type[DomainError], int] = {
+    JobNotFound: 404,
+    IllegalTransition: 409,
+    IdempotencyConflict: 409,
+    StoreUnavailable: 503,
+}
+
+
+class PayloadRejected(Exception):
+    """Validation errors found after FastAPI's own (job type, payload schema)."""
+
+    def __init__(self, errors: Sequence[dict[str, Any]]) -> None:
+        super().__init__("invalid request")
+        self.errors = list(errors)
+
+
+def validation_items(
+    errors: Sequence[Any], prefix: Sequence[str | int] = ()
+) -> list[dict[str, Any]]:
+    """Pydantic errors reduced to exactly `loc`, `msg`, `type`."""
+    return [
+        {"loc": [*prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in errors
+    ]
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(PayloadRejected, _payload_rejected)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _request_invalid(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": validation_items(exc.errors())}, status_code=422)
+
+
+async def _payload_rejected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PayloadRejected)
+    return JSONResponse({"detail": exc.errors}, status_code=422)
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    status = next((code for kind, code in _DOMAIN_STATUS.items() if isinstance(exc, kind)), 500)
+    if status == 500:
+        log.error("unmapped domain error: %r", exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "internal error"}, status_code=500)

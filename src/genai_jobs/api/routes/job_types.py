@@ -1,0 +1,24 @@
+"""`GET /api/v2/genai/jobTypes/`: what can be submitted here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from genai_jobs.api.deps import CallerDep, ServicesDep
+from genai_jobs.api.schemas import JobTypeListResponse, JobTypeResponse
+
+router = APIRouter(tags=["Jobs (GenAI)"])
+
+
+@router.get("/jobTypes/", response_model=JobTypeListResponse, summary="List the job types.")
+async def list_job_types(services: ServicesDep, caller: CallerDep) -> JobTypeListResponse:
+    data = [
+        JobTypeResponse(
+            name=job_type.name,
+            description=job_type.description,
+            payload_schema=job_type.payload_schema(),
+            attempt_timeout_seconds=job_type.attempt_timeout,
+        )
+        for job_type in services.registry
+    ]
+    return JobTypeListResponse(count=len(data), data=data)

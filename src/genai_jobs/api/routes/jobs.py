@@ -1,0 +1,150 @@
+"""`/api/v2/genai/jobs/`: submit, list, and read one job in full."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import ValidationError as PydanticValidationError
+
+from genai_jobs import metrics
+from genai_jobs.api.deps import CallerDep, Services, ServicesDep
+from genai_jobs.api.errors import PayloadRejected, validation_items
+from genai_jobs.api.longpoll import any_field, wait_for_change
+from genai_jobs.api.routes.status import ERROR_RESPONSES, WaitSeconds
+from genai_jobs.api.schemas import (
+    JobExecutionState,
+    JobListResponse,
+    JobResponse,
+    StatusResponse,
+    SubmitRequest,
+)
+from genai_jobs.api.urls import base_url, status_url
+from genai_jobs.domain import JobQuery, JobState, NewJob
+
+MAX_PAGE = 1000
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+router = APIRouter(tags=["Jobs (GenAI)"], responses=ERROR_RESPONSES)
+
+
+@router.post(
+    "/jobs/",
+    response_model=StatusResponse,
+    status_code=202,
+    summary="Submit a job.",
+    responses={200: {"model": StatusResponse,
+                     "description": "The job an earlier request with this Idempotency-Key made."}},
+)
+async def submit_job(
+    body: SubmitRequest,
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    caller: CallerDep,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS)] = None,
+) -> StatusResponse:
+    new = _new_job(body, caller.token.tenant, idempotency_key, services)
+    outcome = await services.store.submit(new)
+    if outcome.created:
+        metrics.JOBS_SUBMITTED.labels(new.job_type).inc()
+    else:
+        response.status_code = 200
+    response.headers["Location"] = status_url(
+        base_url(request, services.settings.behind_proxy), outcome.job.id)
+    return StatusResponse.from_job(outcome.job)
+
+
+def _new_job(body: SubmitRequest, tenant: str, idempotency_key: str | None,
+             services: Services) -> NewJob:
+    settings = services.settings
+    job_type = services.registry.get(body.job_type)
+    if job_type is None:
+        known = ", ".join(sorted(services.registry.names()))
+        raise PayloadRejected([{"loc": ["body", "jobType"], "type": "unknown_job_type",
+                                "msg": f"unknown job type {body.job_type!r}; known: {known}"}])
+    try:
+        payload = job_type.payload_model.model_validate(body.payload)
+    except PydanticValidationError as exc:
+        raise PayloadRejected(validation_items(exc.errors(), ["body", "payload"])) from exc
+    _check_limit(body.expires_in, settings.max_expires_in_seconds, "expiresIn")
+    _check_limit(body.max_attempts, settings.max_max_attempts, "maxAttempts")
+    expires_in = body.expires_in or settings.default_expires_in_seconds
+    return NewJob(
+        tenant=tenant,
+        job_type=body.job_type,
+        payload=payload.model_dump(mode="json"),
+        description=body.description,
+        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
+        max_attempts=body.max_attempts or settings.default_max_attempts,
+        priority=body.priority,
+        idempotency_key=idempotency_key,
+        request_hash=None if idempotency_key is None else _digest(body),
+    )
+
+
+def _check_limit(value: float | None, limit: float, field: str) -> None:
+    if value is not None and value > limit:
+        raise PayloadRejected([{"loc": ["body", field], "type": "less_than_equal",
+                                "msg": f"Input should be less than or equal to {limit:g}"}])
+
+
+def _digest(body: SubmitRequest) -> str:
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@router.get("/jobs/", response_model=JobListResponse,
+            summary="List the caller's jobs, newest first.")
+async def list_jobs(
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    status: Annotated[list[JobExecutionState] | None, Query()] = None,
+    job_type: Annotated[str | None, Query(alias="jobType")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> JobListResponse:
+    query = JobQuery(
+        tenant=caller.tenant_scope,
+        statuses=[JobState(state.value) for state in status or ()],
+        job_type=job_type,
+        offset=offset,
+        limit=limit,
+    )
+    page = await services.store.list_jobs(query)
+    base = base_url(request, services.settings.behind_proxy)
+    data = [JobResponse.from_job(job) for job in page.jobs]
+    return JobListResponse(
+        count=len(data),
+        next=_page_url(request, base, offset + limit)
+        if offset + len(data) < page.total_count else None,
+        previous=_page_url(request, base, max(offset - limit, 0)) if offset > 0 else None,
+        data=data,
+        total_count=page.total_count,
+    )
+
+
+def _page_url(request: Request, base: str, offset: int) -> str:
+    url = request.url.include_query_params(offset=offset)
+    return f"{base}{url.path}?{url.query}"
+
+
+@router.get("/jobs/{statusId}/", response_model=JobResponse, summary="Read one job in full.")
+async def get_job(
+    statusId: UUID,
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    wait_seconds: WaitSeconds = 0,
+) -> JobResponse:
+    job = await services.store.get(statusId, caller.tenant_scope)
+    job = await wait_for_change(services.store, job, caller.tenant_scope,
+                                min(wait_seconds, services.settings.max_wait_seconds), any_field)
+    return JobResponse.from_job(job)
+

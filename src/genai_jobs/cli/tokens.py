@@ -1,0 +1,95 @@
+"""`token create|list|revoke`: talk to the store directly, no server needed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from uuid import UUID
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from genai_jobs.cli import options
+from genai_jobs.cli.errors import CLIError
+from genai_jobs.cli.service import build_settings
+from genai_jobs.domain import TokenNotFound, TokenRecord
+from genai_jobs.runtime import opened_store
+from genai_jobs.store import Store, UnsupportedDatabaseURL
+from genai_jobs.tokens import hash_secret, new_secret
+
+T = TypeVar("T")
+
+
+def _with_store(database_url: str, action: Callable[[Store], Awaitable[T]]) -> T:
+    settings = build_settings(database_url=database_url)
+
+    async def run() -> T:
+        async with opened_store(settings) as store:
+            return await action(store)
+
+    try:
+        return asyncio.run(run())
+    except UnsupportedDatabaseURL as exc:
+        raise CLIError(str(exc)) from exc
+
+
+@click.group()
+def token() -> None:
+    """Create, list and revoke API tokens."""
+
+
+@token.command()
+@click.option("--tenant", required=True, help="The tenant the token acts for.")
+@click.option("--admin", is_flag=True, help="May read, list and abort every tenant's jobs.")
+@options.database_url
+def create(tenant: str, admin: bool, database_url: str) -> None:
+    """Create a token; it is printed once, alone on the last line."""
+    if not tenant.strip():
+        raise CLIError("--tenant must not be empty")
+    secret = new_secret()
+    record = _with_store(
+        database_url, lambda store: store.create_token(tenant.strip(), admin, hash_secret(secret)))
+    kind = "admin token" if admin else "token"
+    click.echo(f"Created {kind} {record.id} for tenant {record.tenant!r}; it is shown only once:")
+    click.echo(secret)
+
+
+@token.command("list")
+@options.database_url
+def list_tokens(database_url: str) -> None:
+    """List tokens (never the secrets)."""
+    records = _with_store(database_url, lambda store: store.list_tokens())
+    table = Table("id", "tenant", "admin", "created", "last used", "revoked")
+    for record in records:
+        table.add_row(*_row(record))
+    Console().print(table)
+
+
+def _row(record: TokenRecord) -> list[str]:
+    def when(moment: object) -> str:
+        return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}Z"
+
+    return [str(record.id), record.tenant, "yes" if record.is_admin else "no",
+            when(record.created_at), when(record.last_used_at), when(record.revoked_at)]
+
+
+@token.command()
+@click.argument("token_id")
+@options.database_url
+def revoke(token_id: str, database_url: str) -> None:
+    """Revoke a token by its id; requests with it are refused from now on."""
+    try:
+        parsed = UUID(token_id)
+    except ValueError as exc:
+        raise CLIError(f"{token_id!r} is not a token id (see `genai-jobs token list`)") from exc
+    try:
+        record = _with_store(database_url, lambda store: store.revoke_token(parsed))
+    except TokenNotFound as exc:
+        raise CLIError(str(exc)) from exc
+    click.echo(f"revoked token {record.id} (tenant {record.tenant!r})")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(token)

@@ -1,0 +1,39 @@
+"""Prometheus metrics of this process (served by `GET /metrics`)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_SECONDS_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400)
+
+JOBS_BY_STATE = Gauge(
+    "genai_jobs_jobs", "Jobs in the store, by state.", ["state"], registry=REGISTRY
+)
+QUEUE_WAIT = Histogram(
+    "genai_jobs_queue_wait_seconds", "Time from a job becoming runnable to a worker claiming it.",
+    ["job_type"], buckets=_SECONDS_BUCKETS, registry=REGISTRY,
+)
+RUN_TIME = Histogram(
+    "genai_jobs_attempt_seconds", "Duration of attempts, by outcome.",
+    ["job_type", "outcome"], buckets=_SECONDS_BUCKETS, registry=REGISTRY,
+)
+ATTEMPTS_FINISHED = Counter(
+    "genai_jobs_attempts_finished", "Attempts ended by this process's workers, by outcome.",
+    ["job_type", "outcome"], registry=REGISTRY,
+)
+LEASES_RECLAIMED = Counter(
+    "genai_jobs_leases_reclaimed", "Jobs taken back from workers whose lease lapsed.",
+    registry=REGISTRY,
+)
+JOBS_EXPIRED = Counter(
+    "genai_jobs_expired_by_sweep", "Jobs expired by the maintenance sweep.", registry=REGISTRY
+)
+JOBS_SUBMITTED = Counter(
+    "genai_jobs_submitted", "Jobs accepted by this process's API.", ["job_type"],
+    registry=REGISTRY,
+)
+WAITING_REQUESTS = Gauge(
+    "genai_jobs_waiting_requests", "Long-poll requests waiting for a change.", registry=REGISTRY
+)

@@ -1,0 +1,124 @@
+"""Processes: `serve` (API + workers) and `worker` (workers only), with their signals.
+
+SIGTERM or SIGINT: stop claiming, let running jobs finish for the grace
+period, release what is still running for other workers, then exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Generator
+
+import uvicorn
+
+from genai_jobs.api import create_app
+from genai_jobs.handlers import Registry
+from genai_jobs.settings import Settings
+from genai_jobs.store import Store, create_store
+from genai_jobs.tokens import hash_secret, new_secret
+from genai_jobs.worker import Maintenance, Worker
+
+log = logging.getLogger("genai_jobs")
+
+Announce = Callable[[str], None]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: this process stops in its own order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+    store = create_store(settings.database_url)
+    await store.open()
+    try:
+        applied = await store.migrate()
+        if applied:
+            log.info("applied migrations %s", applied)
+        yield store
+    finally:
+        await store.close()
+
+
+async def ensure_admin_token(store: Store, announce: Announce) -> None:
+    """On a store with no token at all, make an admin token and show it once."""
+    if await store.count_tokens() > 0:
+        return
+    secret = new_secret()
+    token = await store.create_token("admin", True, hash_secret(secret))
+    announce(f"Created admin token {token.id} (tenant 'admin'); it is shown only once:")
+    announce(secret)
+
+
+async def serve(settings: Settings, registry: Registry, announce: Announce) -> None:
+    async with opened_store(settings) as store:
+        await ensure_admin_token(store, announce)
+        app = create_app(store, registry, settings)
+        server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                        lifespan="off", log_level="warning",
+                                        timeout_graceful_shutdown=5))
+        workers = [Worker(store, registry, settings, name=f"serve-{n}")
+                   for n in range(settings.workers)]
+        stop = asyncio.Event()
+        _on_signals(stop.set)
+        server_task = asyncio.create_task(server.serve())
+        background = [asyncio.create_task(worker.run()) for worker in workers]
+        background.append(asyncio.create_task(Maintenance(store, settings).run(stop)))
+        announce(f"genai-jobs serving on http://{settings.host}:{settings.port} "
+                 f"with {len(workers)} worker(s) on {settings.database_url}")
+        await _until(stop, server_task)
+        for worker in workers:
+            worker.request_stop()
+        stop.set()
+        await asyncio.gather(*background)
+        server.should_exit = True
+        await server_task
+
+
+async def work(settings: Settings, registry: Registry, announce: Announce) -> None:
+    async with opened_store(settings) as store:
+        worker = Worker(store, registry, settings, name="worker")
+        stop = asyncio.Event()
+        _on_signals(worker.request_stop, stop.set)
+        maintenance = asyncio.create_task(Maintenance(store, settings).run(stop))
+        announce(f"genai-jobs worker {worker.owner} on {settings.database_url}")
+        await worker.run()
+        stop.set()
+        await maintenance
+
+
+async def migrate(settings: Settings) -> list[int]:
+    store = create_store(settings.database_url)
+    await store.open()
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
+async def _until(stop: asyncio.Event, server_task: asyncio.Task[None]) -> None:
+    """Wait for a stop signal, or for the HTTP server to end by itself (port taken)."""
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({stopper, server_task}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if server_task.done():
+        server_task.result()
+        raise RuntimeError("the HTTP server stopped: is the port already in use?")
+
+
+def _on_signals(*callbacks: Callable[[], None]) -> None:
+    def dispatch(sig: signal.Signals) -> None:
+        log.info("received %s: stopping", sig.name)
+        for callback in callbacks:
+            callback()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, dispatch, sig)
