@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, TypeVar
+from uuid import UUID
 
 import click
 from pydantic import BaseModel
@@ -36,6 +37,7 @@ from genai_jobs.client import (
     JobInfo,
     JobList,
     JobState,
+    NotFound,
     StatusInfo,
     ValidationFailed,
     WaitTimeout,
@@ -49,6 +51,15 @@ EXIT_TIMED_OUT = 2
 # A table piped to a file or another program is not cut to 80 columns,
 # so that each job stays on one line for grep and friends.
 PIPED_TABLE_COLUMNS = 200
+STATUS_FIELD_ORDER = (
+    "statusId",
+    "status",
+    "code",
+    "statusType",
+    "created",
+    "description",
+    "message",
+)
 
 
 def register(group: click.Group) -> None:
@@ -87,18 +98,41 @@ def _timeout_option(command: F) -> F:
 
 @click.command()
 @click.argument("job_type")
-@click.option("--payload", "payload_text", envvar="GENAI_JOBS_PAYLOAD", metavar="JSON",
-              help="The job's input, a JSON object.")
-@click.option("--payload-file", envvar="GENAI_JOBS_PAYLOAD_FILE", type=click.File("r"),
-              help="Read the payload from this file ('-' for stdin).")
+@click.option(
+    "--payload",
+    "payload_text",
+    envvar="GENAI_JOBS_PAYLOAD",
+    metavar="JSON",
+    help="The job's input, a JSON object.",
+)
+@click.option(
+    "--payload-file",
+    envvar="GENAI_JOBS_PAYLOAD_FILE",
+    type=click.File("r"),
+    help="Read the payload from this file ('-' for stdin).",
+)
 @click.option("--description", envvar="GENAI_JOBS_DESCRIPTION", help="Free text kept with the job.")
-@click.option("--expires-in", envvar="GENAI_JOBS_EXPIRES_IN", type=float, metavar="SECONDS",
-              help="The job must be done this long after submission, or it expires.")
-@click.option("--max-attempts", envvar="GENAI_JOBS_MAX_ATTEMPTS", type=int,
-              help="Attempts before a failing job is an ERROR.")
+@click.option(
+    "--expires-in",
+    envvar="GENAI_JOBS_EXPIRES_IN",
+    type=float,
+    metavar="SECONDS",
+    help="The job must be done this long after submission, or it expires.",
+)
+@click.option(
+    "--max-attempts",
+    envvar="GENAI_JOBS_MAX_ATTEMPTS",
+    type=int,
+    help="Attempts before a failing job is an ERROR.",
+)
 @click.option("--priority", envvar="GENAI_JOBS_PRIORITY", type=int, help="Higher runs first.")
-@click.option("--wait", "then_wait", envvar="GENAI_JOBS_WAIT", is_flag=True,
-              help="Then wait for the job like `genai-jobs wait`.")
+@click.option(
+    "--wait",
+    "then_wait",
+    envvar="GENAI_JOBS_WAIT",
+    is_flag=True,
+    help="Then wait for the job like `genai-jobs wait`.",
+)
 @_timeout_option
 @_server_options
 @click.pass_context
@@ -135,8 +169,13 @@ def submit(
 
 @click.command()
 @click.argument("status_id", metavar="ID")
-@click.option("--json", "as_json", envvar="GENAI_JOBS_JSON", is_flag=True,
-              help="Print the StatusResponse as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    envvar="GENAI_JOBS_JSON",
+    is_flag=True,
+    help="Print the StatusResponse as JSON.",
+)
 @_server_options
 def status(status_id: str, as_json: bool, url: str, token: str | None) -> None:
     """Print the status of job ID."""
@@ -150,8 +189,9 @@ def status(status_id: str, as_json: bool, url: str, token: str | None) -> None:
 @_timeout_option
 @_server_options
 @click.pass_context
-def wait(ctx: click.Context, status_id: str, timeout: float | None, url: str,
-         token: str | None) -> None:
+def wait(
+    ctx: click.Context, status_id: str, timeout: float | None, url: str, token: str | None
+) -> None:
     """Show the progress of job ID until it ends.
 
     Exit code 0 when it COMPLETED, 1 when it ended in ERROR, ABORTED or
@@ -175,14 +215,30 @@ def cancel(status_id: str, url: str, token: str | None) -> None:
 
 
 @click.command("list")
-@click.option("--status", "states", envvar="GENAI_JOBS_STATUS", multiple=True,
-              type=click.Choice([state.value for state in JobState], case_sensitive=False),
-              help="Only jobs in this state (repeat for several).")
+@click.option(
+    "--status",
+    "states",
+    envvar="GENAI_JOBS_STATUS",
+    multiple=True,
+    type=click.Choice([state.value for state in JobState], case_sensitive=False),
+    help="Only jobs in this state (repeat for several).",
+)
 @click.option("--job-type", envvar="GENAI_JOBS_JOB_TYPE", help="Only jobs of this type.")
-@click.option("--limit", envvar="GENAI_JOBS_LIMIT", type=click.IntRange(1, 1000), default=100,
-              show_default=True, help="Show at most this many jobs, newest first.")
-@click.option("--json", "as_json", envvar="GENAI_JOBS_JSON", is_flag=True,
-              help="Print the page of jobs as JSON.")
+@click.option(
+    "--limit",
+    envvar="GENAI_JOBS_LIMIT",
+    type=click.IntRange(1, 1000),
+    default=100,
+    show_default=True,
+    help="Show at most this many jobs, newest first.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    envvar="GENAI_JOBS_JSON",
+    is_flag=True,
+    help="Print the page of jobs as JSON.",
+)
 @_server_options
 def list_jobs(
     states: tuple[str, ...],
@@ -221,13 +277,28 @@ def _connected(url: str, token: str | None, status_id: str | None = None) -> Ite
 def _client_errors(status_id: str | None) -> Iterator[None]:
     try:
         yield
-    except ValidationFailed as exc:
-        # The server checks ids; its 422 about the path is our "not a job id".
-        if status_id is not None and exc.is_about("path", "statusId"):
+    except GenAIJobsError as exc:
+        if status_id is not None and _is_about_a_bad_id(exc, status_id):
             raise CLIError(f"{status_id!r} is not a job id") from exc
         raise CLIError(str(exc)) from exc
-    except GenAIJobsError as exc:
-        raise CLIError(str(exc)) from exc
+
+
+def _is_about_a_bad_id(exc: GenAIJobsError, status_id: str) -> bool:
+    # The server is the judge of ids: it answers 422 about the path for most
+    # non-UUIDs, and 404 for those with a slash, which match no route at all.
+    if isinstance(exc, ValidationFailed):
+        return exc.is_about("path", "statusId")
+    if isinstance(exc, NotFound):
+        return not _is_uuid(status_id)
+    return False
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _read_payload(text: str | None, file: IO[str] | None) -> dict[str, Any] | None:
@@ -246,7 +317,7 @@ def _read_payload(text: str | None, file: IO[str] | None) -> dict[str, Any] | No
             f"invalid JSON in {source} at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from exc
     if not isinstance(value, dict):
-        raise CLIError(f"{source} must be a JSON object, like {{\"seconds\": 1}}")
+        raise CLIError(f'{source} must be a JSON object, like {{"seconds": 1}}')
     return value
 
 
@@ -307,9 +378,10 @@ def _status_line(info: StatusInfo) -> str:
 
 
 def _status_fields(info: StatusInfo) -> str:
+    """The StatusResponse as `name: value` lines, what a person looks for first."""
     fields = info.model_dump(mode="json", by_alias=True)
-    width = max(len(name) for name in fields) + 1
-    return "\n".join(f"{name + ':':<{width}} {value}" for name, value in fields.items())
+    width = max(len(name) for name in STATUS_FIELD_ORDER) + 1
+    return "\n".join(f"{name + ':':<{width}} {fields[name]}" for name in STATUS_FIELD_ORDER)
 
 
 def _as_json(model: BaseModel) -> str:

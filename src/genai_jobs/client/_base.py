@@ -224,6 +224,10 @@ class BaseClient:
     def error_for(self, call: Call[Any], status_code: int, body: Any) -> GenAIJobsError:
         """The exception for an error answer, with a one-line message."""
         if not isinstance(body, dict) or "detail" not in body:
+            # A failing server or a proxy in front of it rarely answers in JSON.
+            if status_code >= 500:
+                message = f"the server at {self.url} failed to {call.action} ({status_code})"
+                return ServerError(message, status_code=status_code, detail=None)
             return self._unexpected(status_code)
         detail = body["detail"]
         if status_code == 422:
