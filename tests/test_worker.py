@@ -66,7 +66,8 @@ def test_a_killed_worker_s_job_is_recovered_within_the_lease(api: Server, tmp_pa
         job = wait_for_status(client, job_id, "COMPLETED", timeout=30)
     events = runs(record)
     assert [event for _, _, event in events] == ["start", "start", "end"]
-    assert events[0][0] == doomed.pid and events[1][0] != doomed.pid
+    assert events[0][0] == doomed.pid
+    assert events[1][0] != doomed.pid
     assert job["attempts"] == 2
 
 
@@ -133,7 +134,8 @@ def test_failed_attempts_are_retried_with_back_off(api: Server) -> None:
         fails = submit(client, "test.flaky", {"fail_attempts": 5}, maxAttempts=2)
         done = wait_for_status(client, succeeds, "COMPLETED")
         failed = wait_for_status(client, fails, "ERROR")
-    assert done["attempts"] == 3 and done["result"] == {"attempt": 3}
+    assert done["attempts"] == 3
+    assert done["result"] == {"attempt": 3}
     assert failed["attempts"] == 2
     assert "planned failure on attempt 2" in failed["message"]
     assert "Traceback" not in failed["message"]
