@@ -6,6 +6,8 @@ processes that the tests kill, stop and restart.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,3 +219,29 @@ def test_killing_the_api_loses_no_accepted_job(tmp_path: Path) -> None:
                 wait_for_status(client, job_id, "COMPLETED")
     finally:
         second.service.close()
+
+
+def test_a_worker_that_lost_its_lease_cannot_finish_the_job(api: Server, tmp_path: Path) -> None:
+    """A paused worker (GC pause, frozen VM) whose lease lapsed must not write an outcome
+    once it resumes: the job belongs to the worker that took it back."""
+    record = tmp_path / "runs.log"
+    paused = api.start_worker(name="paused")
+    with api.client() as client:
+        job_id = submit(client, "test.async_sleep",
+                        {"seconds": 60, "retry_seconds": 2, "record": str(record)})
+        started_on(record)
+        os.kill(paused.pid, signal.SIGSTOP)
+        try:
+            poll_until(lambda: client.get(f"/api/v2/genai/jobs/{job_id}/").json()["status"]
+                       == "INITIALIZED", timeout=15, what="the lapsed lease to be taken back")
+            rescuer = api.start_worker(name="rescuer")
+            started_on(record, count=2)
+        finally:
+            os.kill(paused.pid, signal.SIGCONT)
+        job = wait_for_status(client, job_id, "COMPLETED", timeout=20)
+    by_pid: dict[int, list[str]] = {}
+    for pid, _, event in runs(record):
+        by_pid.setdefault(pid, []).append(event)
+    assert by_pid[rescuer.pid] == ["start", "end"]
+    assert by_pid[paused.pid] == ["start", "cancelled"]  # stopped once it saw the loss
+    assert job["attempts"] == 2

@@ -16,6 +16,8 @@ registry = Registry()
 
 class Sleep(BaseModel):
     seconds: float
+    # If set, attempts after the first sleep this long instead.
+    retry_seconds: float | None = None
     # Each run appends a line "pid attempt start|end" here, to count executions.
     record: str | None = None
 
@@ -42,8 +44,11 @@ def sync_sleep(ctx: JobContext, payload: Sleep) -> dict[str, float]:
 async def async_sleep(ctx: JobContext, payload: Sleep) -> dict[str, float]:
     """An async handler that records its runs."""
     _record(payload.record, ctx, "start")
+    seconds = payload.seconds
+    if ctx.attempt > 1 and payload.retry_seconds is not None:
+        seconds = payload.retry_seconds
     try:
-        await asyncio.sleep(payload.seconds)
+        await asyncio.sleep(seconds)
     except asyncio.CancelledError:
         _record(payload.record, ctx, "cancelled")
         raise
