@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 
 from genai_jobs.domain import TokenRecord
@@ -81,7 +82,14 @@ def bearer_secret(headers: Headers) -> str:
     return secret.strip()
 
 
-async def get_caller(request: Request, services: ServicesDep) -> Caller:
+# Declares the seed's `BearerAuth` scheme in the OpenAPI document; the header itself
+# is parsed by `bearer_secret`, which also accepts DataRobot's `Token` scheme.
+_BEARER_AUTH = HTTPBearer(scheme_name="BearerAuth", auto_error=False,
+                          description="`Bearer <token>`; `Token <token>` is accepted too.")
+DeclaredBearer = Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER_AUTH)]
+
+
+async def get_caller(request: Request, services: ServicesDep, _: DeclaredBearer) -> Caller:
     token = await services.store.find_token(hash_secret(bearer_secret(request.headers)))
     if token is None:
         raise _unauthorized("invalid or revoked token")
