@@ -17,7 +17,7 @@ import uvicorn
 from genai_jobs.api import create_app
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
-from genai_jobs.store import Store, create_store
+from genai_jobs.store import Store, create_store, redact_url
 from genai_jobs.tokens import hash_secret, new_secret
 from genai_jobs.worker import Maintenance, Worker
 
@@ -72,7 +72,7 @@ async def serve(settings: Settings, registry: Registry, announce: Announce) -> N
         background = [asyncio.create_task(worker.run()) for worker in workers]
         background.append(asyncio.create_task(Maintenance(store, settings).run(stop)))
         announce(f"genai-jobs serving on http://{settings.host}:{settings.port} "
-                 f"with {len(workers)} worker(s) on {settings.database_url}")
+                 f"with {len(workers)} worker(s) on {redact_url(settings.database_url)}")
         await _until(stop, server_task)
         for worker in workers:
             worker.request_stop()
@@ -88,7 +88,7 @@ async def work(settings: Settings, registry: Registry, announce: Announce) -> No
         stop = asyncio.Event()
         _on_signals(worker.request_stop, stop.set)
         maintenance = asyncio.create_task(Maintenance(store, settings).run(stop))
-        announce(f"genai-jobs worker {worker.owner} on {settings.database_url}")
+        announce(f"genai-jobs worker {worker.owner} on {redact_url(settings.database_url)}")
         await worker.run()
         stop.set()
         await maintenance

@@ -72,14 +72,16 @@ def _server_options(command: F) -> F:
     command = click.option(
         "--token",
         envvar="GENAI_JOBS_TOKEN",
-        help="API token.  [env var: GENAI_JOBS_TOKEN]",
+        show_envvar=True,
+        help="API token (see `genai-jobs token create`).",
     )(command)
     return click.option(
         "--url",
         envvar="GENAI_JOBS_URL",
         default=DEFAULT_URL,
         show_default=True,
-        help="The server.  [env var: GENAI_JOBS_URL]",
+        show_envvar=True,
+        help="The server.",
     )(command)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from genai_jobs.store.base import Store
@@ -23,19 +24,34 @@ def sqlite_path(url: str) -> Path:
     return Path(path)
 
 
-def create_store(url: str) -> Store:
-    """A store for `url`, not yet opened."""
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs and messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def create_store(
+    url: str, *, pool_size: int = 10, statement_timeout_seconds: float = 30.0
+) -> Store:
+    """A store for `url`, not yet opened. The pool settings apply to PostgreSQL only."""
     if url.startswith(SQLITE_PREFIX):
         from genai_jobs.store.sqlite import SQLiteStore
 
         return SQLiteStore(sqlite_path(url))
     if url.startswith(POSTGRES_PREFIXES):
-        raise UnsupportedDatabaseURL(
-            "the PostgreSQL store is not available in this version; use sqlite:///PATH"
-        )
+        from genai_jobs.store.postgres import PostgresStore
+
+        return PostgresStore(url, pool_size=pool_size,
+                             statement_timeout_seconds=statement_timeout_seconds)
     raise UnsupportedDatabaseURL(
         f"unsupported database URL {url!r}: expected sqlite:///PATH or postgresql://..."
     )
 
 
-__all__ = ["ChangeFeed", "Store", "UnsupportedDatabaseURL", "create_store", "sqlite_path"]
+__all__ = [
+    "ChangeFeed",
+    "Store",
+    "UnsupportedDatabaseURL",
+    "create_store",
+    "redact_url",
+    "sqlite_path",
+]

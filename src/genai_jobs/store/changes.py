@@ -32,6 +32,13 @@ class ChangeFeed:
         for event in self._work_waiters:
             event.set()
 
+    def wake_all(self) -> None:
+        """Wake every waiter to look again (after notifications may have been lost)."""
+        for waiters in self._job_waiters.values():
+            for event in waiters:
+                event.set()
+        self.work_available()
+
     @contextlib.contextmanager
     def watch_job(self, job_id: UUID) -> Iterator[asyncio.Event]:
         """An event set on every change of `job_id` while the block runs.

@@ -538,10 +538,8 @@ def _take_back(tx: WriteTx, job: Job, retry_delay_seconds: float) -> Job:
             "message": f"worker lost: its lease lapsed during {attempt}", "finished_at": tx.now,
         }, condition, params)
     tx.work_available = True
-    retry_at = tx.now + retry_delay_seconds
     return _update_one(tx, job.id, JobState.RUNNING, JobState.INITIALIZED, {
-        "message": f"worker lost during {attempt}; retrying at "
-                   f"{from_epoch(retry_at).strftime('%Y-%m-%dT%H:%M:%SZ')}",
-        "run_after": retry_at,
+        "message": f"worker lost during {attempt}; retrying in {retry_delay_seconds:.1f} s",
+        "run_after": tx.now + retry_delay_seconds,
     }, condition, params)
 

@@ -1,0 +1,49 @@
+"""Conversions between PostgreSQL rows (psycopg dict rows) and domain records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from genai_jobs.domain import Job, JobState, TokenRecord
+
+Row = dict[str, Any]
+
+
+def job_from_row(row: Row) -> Job:
+    return Job(
+        id=row["id"],
+        tenant=row["tenant"],
+        job_type=row["job_type"],
+        payload=row["payload"],
+        description=row["description"],
+        status=JobState(row["status"]),
+        message=row["message"],
+        result=row["result"],
+        result_location=row["result_location"],
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        priority=row["priority"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        expires_at=row["expires_at"],
+        run_after=row["run_after"],
+        abort_reason=row["abort_reason"],
+        lease_id=row["lease_id"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+    )
+
+
+def token_from_row(row: Row) -> TokenRecord:
+    return TokenRecord(
+        id=row["id"],
+        tenant=row["tenant"],
+        is_admin=row["is_admin"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+    )

@@ -1,0 +1,495 @@
+"""The scale-out store: PostgreSQL, shared by API replicas and workers on many machines.
+
+Claims take rows with `FOR UPDATE SKIP LOCKED`, so concurrent workers never
+wait for each other or take the same job. Every transition is one
+conditional UPDATE in its own transaction. A trigger announces each change
+with NOTIFY; a Listener turns announcements into local wake-ups. The
+database clock (`now()`) is the one clock for leases and deadlines, so
+machines with skewed clocks still agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Collection
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import Json
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from genai_jobs.domain import (
+    IdempotencyConflict,
+    IllegalTransition,
+    Job,
+    JobNotFound,
+    JobPage,
+    JobQuery,
+    JobState,
+    Lease,
+    LeaseLost,
+    NewJob,
+    StoreUnavailable,
+    SubmitOutcome,
+    TokenNotFound,
+    TokenRecord,
+    check_transition,
+)
+from genai_jobs.store.base import Store
+from genai_jobs.store.changes import ChangeFeed
+from genai_jobs.store.migrations import load_migrations
+from genai_jobs.store.postgres.listener import Listener
+from genai_jobs.store.postgres.rows import Row, job_from_row, token_from_row
+
+log = logging.getLogger("genai_jobs.store.postgres")
+
+MIGRATIONS_PACKAGE = "genai_jobs.store.postgres.migrations"
+# Serialises migrations of processes that start together.
+MIGRATION_LOCK_KEY = 0x67656E6169  # "genai"
+PURGE_BATCH = 500
+# How long to wait for a pooled connection before telling the caller the store is down.
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+Conn = AsyncConnection[DictRow]
+
+
+class Now:
+    """The database clock, as a value in a column assignment."""
+
+
+class NowPlus:
+    """`now()` plus some seconds, as a value in a column assignment."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+NOW = Now()
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, *, pool_size: int = 10,
+                 statement_timeout_seconds: float = 30.0) -> None:
+        self.url = url
+        self.changes = ChangeFeed()
+        self._pool = AsyncConnectionPool(
+            url, min_size=1, max_size=pool_size, open=False, connection_class=Conn,
+            kwargs={"autocommit": True, "row_factory": dict_row,
+                    "options": f"-c statement_timeout={int(statement_timeout_seconds * 1000)}"
+                               " -c TimeZone=UTC"},
+            # A connection broken by a database restart is replaced, not handed out.
+            check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=0,  # keep trying for ever: the database may come back
+        )
+        self._listener = Listener(url, self.changes)
+        self._listener_task: asyncio.Task[None] | None = None
+
+    # -- life cycle -------------------------------------------------------
+    async def open(self) -> None:
+        try:
+            await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
+        except PoolTimeout as exc:
+            await self._pool.close()
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {_safe(self.url)}") from exc
+        self._listener_task = asyncio.create_task(self._listener.run(), name="pg-listen")
+
+    async def close(self) -> None:
+        if self._listener_task is not None:
+            self._listener_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener_task
+            self._listener_task = None
+        await self._pool.close()
+
+    async def migrate(self) -> list[int]:
+        migrations = load_migrations(MIGRATIONS_PACKAGE)
+        async with self._transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
+                " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+            done = {row["version"] for row in
+                    await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()}
+            applied = []
+            for migration in migrations:
+                if migration.version in done:
+                    continue
+                await conn.execute(migration.sql.encode())  # no parameters: a script
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                                   (migration.version, migration.name))
+                applied.append(migration.version)
+            return applied
+
+    async def check_ready(self) -> None:
+        expected = max(m.version for m in load_migrations(MIGRATIONS_PACKAGE))
+        async with self._connection() as conn:
+            try:
+                row = await (await conn.execute(
+                    "SELECT MAX(version) AS version FROM schema_migrations")).fetchone()
+            except psycopg.errors.UndefinedTable as exc:
+                raise StoreUnavailable("PostgreSQL store is not migrated") from exc
+        found = None if row is None else row["version"]
+        if found != expected:
+            raise StoreUnavailable(f"PostgreSQL store schema is at {found}, expected {expected}:"
+                                   " run `genai-jobs migrate`")
+
+    # -- jobs: submitters -------------------------------------------------
+    async def submit(self, new: NewJob) -> SubmitOutcome:
+        async with self._transaction() as conn:
+            if new.idempotency_key is not None:
+                # Two submissions with one key race here; the unique index makes the
+                # second wait for the first and then see its row.
+                earlier = await _one(conn, "SELECT * FROM jobs WHERE tenant = %s"
+                                     " AND idempotency_key = %s", (new.tenant, new.idempotency_key))
+                if earlier is not None:
+                    if earlier["request_hash"] != new.request_hash:
+                        raise IdempotencyConflict(new.idempotency_key)
+                    return SubmitOutcome(job_from_row(earlier), created=False)
+            row = await _one(conn, _INSERT_JOB, (
+                uuid.uuid4(), new.tenant, new.job_type, Json(new.payload), new.description,
+                new.max_attempts, new.priority, new.expires_at, new.idempotency_key,
+                new.request_hash))
+        return SubmitOutcome(job_from_row(_required(row)), created=True)
+
+    async def get(self, job_id: UUID, tenant: str | None = None) -> Job:
+        async with self._connection() as conn:
+            row = await _one(conn, "SELECT * FROM jobs WHERE id = %s", (job_id,))
+        if row is None or (tenant is not None and row["tenant"] != tenant):
+            raise JobNotFound(job_id)
+        return job_from_row(row)
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        where, params = _list_filter(query)
+        async with self._connection() as conn:
+            total = _required(await _one(conn, sql.SQL("SELECT COUNT(*) AS n FROM jobs {}")
+                                         .format(where), params))["n"]
+            rows = await (await conn.execute(
+                sql.SQL("SELECT * FROM jobs {} ORDER BY created_at DESC, id DESC"
+                        " LIMIT %s OFFSET %s").format(where),
+                [*params, query.limit, query.offset])).fetchall()
+        return JobPage(jobs=[job_from_row(row) for row in rows], total_count=int(total))
+
+    async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
+        async with self._transaction() as conn:
+            row = await _one(conn, "SELECT * FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+            if row is None or (tenant is not None and row["tenant"] != tenant):
+                raise JobNotFound(job_id)
+            state = JobState(row["status"])
+            if state is JobState.ABORTED:
+                return job_from_row(row)
+            check_transition(state, JobState.ABORTED)
+            if row["abort_reason"] is not None:
+                return job_from_row(row)
+            if state is JobState.INITIALIZED:
+                return await _update_one(conn, job_id, state, JobState.ABORTED, {
+                    "message": f"aborted {reason} before it started", "finished_at": NOW})
+            return await _update_one(conn, job_id, state, state, {
+                "abort_reason": reason,
+                "message": f"abort requested {reason}; waiting for its worker to stop it"})
+
+    # -- jobs: workers ----------------------------------------------------
+    async def claim(
+        self, owner: str, job_types: Collection[str], lease_seconds: float, limit: int
+    ) -> list[Lease]:
+        if not job_types or limit < 1:
+            return []
+        async with self._connection() as conn:
+            rows = await (await conn.execute(_CLAIM, (
+                sorted(job_types), limit, owner, lease_seconds))).fetchall()
+        return [Lease(job_from_row(row), row["lease_id"], owner, row["lease_expires_at"])
+                for row in rows]
+
+    async def heartbeat(self, lease: Lease, lease_seconds: float) -> Job:
+        async with self._connection() as conn:
+            row = await _one(conn, "UPDATE jobs SET lease_expires_at = now() + make_interval("
+                             "secs => %s) WHERE id = %s AND lease_id = %s AND status = 'RUNNING'"
+                             " AND lease_expires_at >= now() RETURNING *",
+                             (lease_seconds, lease.job_id, lease.lease_id))
+        if row is None:
+            raise LeaseLost(lease.job_id)
+        return job_from_row(row)
+
+    async def report_progress(self, lease: Lease, fraction: float | None, message: str) -> None:
+        async with self._connection() as conn:
+            row = await _one(conn, "UPDATE jobs SET progress = COALESCE(%s, progress),"
+                             " progress_message = %s, updated_at = now() WHERE id = %s"
+                             " AND lease_id = %s AND status = 'RUNNING'"
+                             " AND lease_expires_at >= now() RETURNING id",
+                             (fraction, message, lease.job_id, lease.lease_id))
+        if row is None:
+            raise LeaseLost(lease.job_id)
+
+    async def complete(self, lease: Lease, result: Any, result_location: str | None) -> Job:
+        async with self._transaction() as conn:
+            return await _end_attempt(conn, lease, JobState.COMPLETED, {
+                "result": Json(result), "result_location": result_location, "progress": 1.0,
+                "message": "", "finished_at": NOW})
+
+    async def fail_attempt(self, lease: Lease, message: str, retry_at: datetime | None) -> Job:
+        async with self._transaction() as conn:
+            if retry_at is None:
+                return await _end_attempt(conn, lease, JobState.ERROR, {
+                    "message": message, "finished_at": NOW})
+            return await _end_attempt(conn, lease, JobState.INITIALIZED, {
+                "message": message, "run_after": retry_at})
+
+    async def finish(self, lease: Lease, state: JobState, message: str) -> Job:
+        if state not in (JobState.ABORTED, JobState.EXPIRED):
+            raise ValueError(f"finish() ends an attempt as ABORTED or EXPIRED, not {state}")
+        async with self._connection() as conn:
+            return await _update_leased(conn, lease, state, {
+                "message": message, "finished_at": NOW}, require_live_lease=False)
+
+    async def release(self, lease: Lease, message: str) -> Job:
+        async with self._connection() as conn:
+            return await _update_leased(conn, lease, JobState.INITIALIZED, {
+                "message": message, "run_after": NOW,
+                "attempts": max(lease.job.attempts - 1, 0)}, require_live_lease=False)
+
+    # -- maintenance ------------------------------------------------------
+    async def expire_overdue(self, now: datetime, running_grace_seconds: float) -> list[Job]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(_EXPIRE, (running_grace_seconds,))).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    async def reclaim_lapsed(self, now: datetime, retry_delay_seconds: float) -> list[Job]:
+        async with self._transaction() as conn:
+            rows = await (await conn.execute(
+                "SELECT * FROM jobs WHERE status = 'RUNNING' AND lease_expires_at < now()"
+                " FOR UPDATE SKIP LOCKED")).fetchall()
+            return [await _take_back(conn, job_from_row(row), retry_delay_seconds)
+                    for row in rows]
+
+    async def purge(self, finished_before: datetime) -> int:
+        total = 0
+        while True:  # bounded: every pass deletes rows or stops
+            async with self._connection() as conn:
+                deleted = (await conn.execute(_PURGE, (finished_before, PURGE_BATCH))).rowcount
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total
+
+    async def count_by_state(self) -> dict[JobState, int]:
+        counts = {state: 0 for state in JobState}
+        async with self._connection() as conn:
+            for row in await (await conn.execute(
+                    "SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")).fetchall():
+                counts[JobState(row["status"])] = row["n"]
+        return counts
+
+    # -- tokens -----------------------------------------------------------
+    async def create_token(self, tenant: str, is_admin: bool, secret_hash: str) -> TokenRecord:
+        async with self._connection() as conn:
+            row = await _one(conn, "INSERT INTO tokens (id, tenant, is_admin, secret_hash)"
+                             " VALUES (%s, %s, %s, %s) RETURNING *",
+                             (uuid.uuid4(), tenant, is_admin, secret_hash))
+        return token_from_row(_required(row))
+
+    async def find_token(self, secret_hash: str) -> TokenRecord | None:
+        async with self._connection() as conn:
+            row = await _one(conn, "SELECT * FROM tokens WHERE secret_hash = %s"
+                             " AND revoked_at IS NULL", (secret_hash,))
+        return None if row is None else token_from_row(row)
+
+    async def touch_token(self, token_id: UUID, when: datetime) -> None:
+        async with self._connection() as conn:
+            await conn.execute("UPDATE tokens SET last_used_at = %s WHERE id = %s",
+                               (when, token_id))
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute("SELECT * FROM tokens ORDER BY created_at")).fetchall()
+        return [token_from_row(row) for row in rows]
+
+    async def revoke_token(self, token_id: UUID) -> TokenRecord:
+        async with self._connection() as conn:
+            row = await _one(conn, "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now())"
+                             " WHERE id = %s RETURNING *", (token_id,))
+        if row is None:
+            raise TokenNotFound(token_id)
+        return token_from_row(row)
+
+    async def count_tokens(self) -> int:
+        async with self._connection() as conn:
+            return int(_required(await _one(conn, "SELECT COUNT(*) AS n FROM tokens", ()))["n"])
+
+    # -- connections --------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Conn]:
+        """A pooled connection; an unreachable database becomes StoreUnavailable."""
+        try:
+            async with self._pool.connection(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL is unavailable: {_first_line(exc)}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Conn]:
+        async with self._connection() as conn, conn.transaction():
+            yield conn
+
+
+_INSERT_JOB = (
+    "INSERT INTO jobs (id, tenant, job_type, payload, description, status, max_attempts,"
+    " priority, expires_at, idempotency_key, request_hash)"
+    " VALUES (%s, %s, %s, %s, %s, 'INITIALIZED', %s, %s, %s, %s, %s) RETURNING *"
+)
+
+# SKIP LOCKED: a row another claimer holds is passed over, never waited for.
+_CLAIM = (
+    "WITH picked AS (SELECT id FROM jobs WHERE status = 'INITIALIZED' AND run_after <= now()"
+    " AND expires_at > now() AND job_type = ANY(%s) ORDER BY priority DESC, created_at"
+    " LIMIT %s FOR UPDATE SKIP LOCKED)"
+    " UPDATE jobs SET status = 'RUNNING', attempts = jobs.attempts + 1, message = '',"
+    " lease_id = gen_random_uuid(), lease_owner = %s,"
+    " lease_expires_at = now() + make_interval(secs => %s),"
+    " started_at = COALESCE(jobs.started_at, now()), updated_at = now()"
+    " FROM picked WHERE jobs.id = picked.id AND jobs.status = 'INITIALIZED' RETURNING jobs.*"
+)
+
+_EXPIRE = (
+    "UPDATE jobs SET status = 'EXPIRED', lease_id = NULL, lease_owner = NULL,"
+    " lease_expires_at = NULL, finished_at = now(), updated_at = now(),"
+    " message = 'expired: not finished by its deadline '"
+    "   || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    " WHERE (status = 'INITIALIZED' AND expires_at <= now())"
+    "    OR (status = 'RUNNING' AND expires_at <= now() - make_interval(secs => %s))"
+    " RETURNING *"
+)
+
+# Batches with SKIP LOCKED: purging never holds many locks, nor waits on busy rows.
+_PURGE = (
+    "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at < %s"
+    " AND status IN ('COMPLETED', 'ERROR', 'ABORTED', 'EXPIRED') LIMIT %s FOR UPDATE SKIP LOCKED)"
+)
+
+
+async def _one(conn: Conn, query: Any, params: Any) -> Row | None:
+    return await (await conn.execute(query, params)).fetchone()
+
+
+def _required(row: Row | None) -> Row:
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row
+
+
+def _list_filter(query: JobQuery) -> tuple[sql.Composable, list[Any]]:
+    clauses: list[sql.Composable] = []
+    params: list[Any] = []
+    if query.tenant is not None:
+        clauses.append(sql.SQL("tenant = %s"))
+        params.append(query.tenant)
+    if query.statuses:
+        clauses.append(sql.SQL("status = ANY(%s)"))
+        params.append([state.value for state in query.statuses])
+    if query.job_type is not None:
+        clauses.append(sql.SQL("job_type = %s"))
+        params.append(query.job_type)
+    if not clauses:
+        return sql.SQL(""), params
+    return sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses), params
+
+
+def _assignment(column: str, value: Any) -> tuple[sql.Composable, list[Any]]:
+    target = sql.Identifier(column)
+    if isinstance(value, Now):
+        return sql.SQL("{} = now()").format(target), []
+    if isinstance(value, NowPlus):
+        return sql.SQL("{} = now() + make_interval(secs => %s)").format(target), [value.seconds]
+    return sql.SQL("{} = %s").format(target), [value]
+
+
+async def _update_one(
+    conn: Conn, job_id: UUID, current: JobState, target: JobState, fields: dict[str, Any],
+    extra_condition: str = "", extra_params: tuple[Any, ...] = (),
+) -> Job:
+    """The one compare-and-set every state change goes through."""
+    if target is not current:
+        check_transition(current, target)
+    assignments = {**fields, "status": target.value, "updated_at": NOW}
+    if target.is_terminal or target is JobState.INITIALIZED:
+        assignments.update(lease_id=None, lease_owner=None, lease_expires_at=None)
+    parts, params = [], []
+    for column, value in assignments.items():
+        part, values = _assignment(column, value)
+        parts.append(part)
+        params.extend(values)
+    query = sql.SQL("UPDATE jobs SET {} WHERE id = %s AND status = %s" + extra_condition
+                    + " RETURNING *").format(sql.SQL(", ").join(parts))
+    row = await _one(conn, query, [*params, job_id, current.value, *extra_params])
+    if row is None:
+        raise await _lost_race(conn, job_id, target)
+    return job_from_row(row)
+
+
+async def _lost_race(conn: Conn, job_id: UUID, target: JobState) -> Exception:
+    row = await _one(conn, "SELECT status FROM jobs WHERE id = %s", (job_id,))
+    if row is None:
+        return JobNotFound(job_id)
+    return IllegalTransition(row["status"], target.value)
+
+
+async def _update_leased(
+    conn: Conn, lease: Lease, target: JobState, fields: dict[str, Any], *,
+    require_live_lease: bool,
+) -> Job:
+    """A change made by the worker holding `lease`: LeaseLost if it no longer does."""
+    condition = " AND lease_id = %s" + (" AND lease_expires_at >= now()"
+                                        if require_live_lease else "")
+    try:
+        return await _update_one(conn, lease.job_id, JobState.RUNNING, target, fields,
+                                 condition, (lease.lease_id,))
+    except (IllegalTransition, JobNotFound) as exc:
+        raise LeaseLost(lease.job_id) from exc
+
+
+async def _end_attempt(conn: Conn, lease: Lease, target: JobState,
+                       fields: dict[str, Any]) -> Job:
+    """Record an attempt's outcome, unless the deadline passed first: then EXPIRED."""
+    row = await _one(conn, "SELECT expires_at <= now() AS overdue FROM jobs WHERE id = %s"
+                     " AND lease_id = %s AND status = 'RUNNING' FOR UPDATE",
+                     (lease.job_id, lease.lease_id))
+    if row is not None and row["overdue"]:
+        return await _update_leased(conn, lease, JobState.EXPIRED, {
+            "message": "expired: not finished by its deadline", "finished_at": NOW},
+            require_live_lease=False)
+    return await _update_leased(conn, lease, target, fields, require_live_lease=True)
+
+
+async def _take_back(conn: Conn, job: Job, retry_delay_seconds: float) -> Job:
+    """A lapsed lease: the worker is presumed dead and its attempt over."""
+    condition, params = " AND lease_id = %s", (job.lease_id,)
+    attempt = f"attempt {job.attempts} of {job.max_attempts}"
+    if job.abort_requested:
+        return await _update_one(conn, job.id, JobState.RUNNING, JobState.ABORTED, {
+            "message": f"aborted {job.abort_reason}; its worker was lost during {attempt}",
+            "finished_at": NOW}, condition, params)
+    if job.attempts >= job.max_attempts:
+        return await _update_one(conn, job.id, JobState.RUNNING, JobState.ERROR, {
+            "message": f"worker lost: its lease lapsed during {attempt}",
+            "finished_at": NOW}, condition, params)
+    return await _update_one(conn, job.id, JobState.RUNNING, JobState.INITIALIZED, {
+        "message": f"worker lost during {attempt}; retrying in {retry_delay_seconds:.1f} s",
+        "run_after": NowPlus(retry_delay_seconds)}, condition, params)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the configured URL"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
