@@ -47,6 +47,7 @@ class Cli:
             capture_output=True,
             text=True,
             env=clean,
+            stdin=subprocess.DEVNULL,
             timeout=RUN_TIMEOUT_SECONDS,
             check=False,
         )

@@ -34,9 +34,14 @@ class _Server(uvicorn.Server):
         yield
 
 
+def store_for(settings: Settings) -> Store:
+    return create_store(settings.database_url, pool_size=settings.database_pool_size,
+                        statement_timeout_seconds=settings.database_statement_timeout_seconds)
+
+
 @contextlib.asynccontextmanager
 async def opened_store(settings: Settings) -> AsyncIterator[Store]:
-    store = create_store(settings.database_url)
+    store = store_for(settings)
     await store.open()
     try:
         applied = await store.migrate()
@@ -95,7 +100,7 @@ async def work(settings: Settings, registry: Registry, announce: Announce) -> No
 
 
 async def migrate(settings: Settings) -> list[int]:
-    store = create_store(settings.database_url)
+    store = store_for(settings)
     await store.open()
     try:
         return await store.migrate()

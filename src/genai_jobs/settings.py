@@ -12,6 +12,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENAI_JOBS_", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
+    # PostgreSQL only: connections per process, and the longest a statement may run.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_statement_timeout_seconds: float = Field(default=30.0, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     # Modules whose `MODULE:ATTR` registry adds job types to the built-in ones.
