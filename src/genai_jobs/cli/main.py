@@ -9,6 +9,7 @@ import click
 from genai_jobs import __version__
 from genai_jobs.cli import remote, service, tokens
 from genai_jobs.cli.errors import CLIError
+from genai_jobs.domain import DomainError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +42,11 @@ def main() -> None:
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except DomainError as exc:  # e.g. the store is unreachable
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except Exception as exc:  # the last line of defence: one line, no traceback
         if debug:
             raise

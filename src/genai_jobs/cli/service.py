@@ -36,6 +36,12 @@ def _configure_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def quiet_driver_logs() -> None:
+    """One-shot commands report a failed connection in one line; the pool's own
+    retries would print several more."""
+    logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+
+
 def _run(coroutine: Any) -> None:
     try:
         asyncio.run(coroutine)
@@ -84,6 +90,7 @@ def worker(concurrency: int | None, log_level: str, database_url: str,
 @options.database_url
 def migrate(database_url: str) -> None:
     """Apply pending schema migrations and exit."""
+    quiet_driver_logs()
     settings = build_settings(database_url=database_url)
     applied: list[int] = []
 

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from genai_jobs.cli import options
 from genai_jobs.cli.errors import CLIError
-from genai_jobs.cli.service import build_settings
+from genai_jobs.cli.service import build_settings, quiet_driver_logs
 from genai_jobs.domain import TokenNotFound, TokenRecord
 from genai_jobs.runtime import opened_store
 from genai_jobs.store import Store, UnsupportedDatabaseURL
@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 
 def _with_store(database_url: str, action: Callable[[Store], Awaitable[T]]) -> T:
+    quiet_driver_logs()
     settings = build_settings(database_url=database_url)
 
     async def run() -> T:
