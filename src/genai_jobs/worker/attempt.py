@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from genai_jobs.domain import Job, JobState, Lease, LeaseLost
+from genai_jobs.domain import Job, JobState, Lease, LeaseLost, StoreUnavailable
 from genai_jobs.handlers import JobCancelled, JobContext, JobType, PermanentError, ResultLocation
 from genai_jobs.handlers.context import StopReason
 from genai_jobs.store import Store
@@ -33,6 +33,8 @@ log = logging.getLogger("genai_jobs.worker")
 PROGRESS_WRITE_INTERVAL = 0.2
 # A lease is renewed when this fraction of it has passed.
 RENEW_FRACTION = 1 / 3
+# While the store is unreachable, renewals and the final write are retried this often.
+STORE_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,9 @@ class Attempt:
         )
         self._handler: asyncio.Task[Any] | None = None
         self._abort_reason: str | None = None
+        # Until when the lease surely holds, by this machine's clock (a little
+        # earlier than the store's reckoning, since the claim took time to reach us).
+        self._lease_until = time.time() + policy.lease_seconds
 
     async def run(self) -> Job | None:
         """Run the attempt to its end; the job as recorded (None if the lease was lost)."""
@@ -132,8 +137,8 @@ class Attempt:
                 self._job_changed = False
                 await self._reread()
             if now >= next_renewal:
-                await self._renew()
-                next_renewal = now + renew_every
+                renewed = await self._renew()
+                next_renewal = now + (renew_every if renewed else STORE_RETRY_SECONDS)
             if now >= self.job.expires_at.timestamp():
                 self.stop(StopReason.DEADLINE)
             if now >= timeout_at:
@@ -170,15 +175,29 @@ class Attempt:
             await self.store.report_progress(self.lease, report.fraction, report.message)
         except LeaseLost:
             self.stop(StopReason.LEASE_LOST)
+        except StoreUnavailable as exc:  # progress is advisory: the next report replaces it
+            log.warning("job %s: progress not recorded: %s", self.job.id, exc)
 
     async def _reread(self) -> None:
-        self._check(await self.store.get(self.job.id))
+        with contextlib.suppress(StoreUnavailable):  # the next renewal reads it again
+            self._check(await self.store.get(self.job.id))
 
-    async def _renew(self) -> None:
+    async def _renew(self) -> bool:
+        """Extend the lease; False if the store could not be reached (try again soon)."""
+        asked_at = time.time()
         try:
             self._check(await self.store.heartbeat(self.lease, self.policy.lease_seconds))
         except LeaseLost:
             self.stop(StopReason.LEASE_LOST)
+        except StoreUnavailable as exc:
+            log.warning("job %s: lease not renewed: %s", self.job.id, exc)
+            if time.time() >= self._lease_until:
+                # Another worker may take the job now: this one must stop.
+                self.stop(StopReason.LEASE_LOST)
+            return False
+        else:
+            self._lease_until = asked_at + self.policy.lease_seconds
+        return True
 
     def _check(self, job: Job) -> None:
         if job.status is not JobState.RUNNING or job.lease_id != self.lease.lease_id:
@@ -189,6 +208,23 @@ class Attempt:
 
     # -- recording the outcome --------------------------------------------
     async def _record_outcome(self, handler: asyncio.Task[Any]) -> Job | None:
+        """Write the outcome, retrying while the store is unreachable and the lease holds.
+
+        If the lease runs out first, the job is taken back and run again:
+        at-least-once, never a guess written after the fact.
+        """
+        while True:
+            try:
+                return await self._write_outcome(handler)
+            except StoreUnavailable as exc:
+                if time.time() + STORE_RETRY_SECONDS >= self._lease_until:
+                    log.error("job %s: outcome not recorded, the lease ran out: %s",
+                              self.job.id, exc)
+                    return None
+                log.warning("job %s: outcome not recorded yet: %s", self.job.id, exc)
+                await asyncio.sleep(STORE_RETRY_SECONDS)
+
+    async def _write_outcome(self, handler: asyncio.Task[Any]) -> Job | None:
         reason = self.ctx.stop_reason
         try:
             if reason is not None:

@@ -248,7 +248,7 @@ class PostgresStore(Store):
                 "message": message, "finished_at": NOW}, require_live_lease=False)
 
     async def release(self, lease: Lease, message: str) -> Job:
-        async with self._connection() as conn:
+        async with self._transaction() as conn:
             return await _update_leased(conn, lease, JobState.INITIALIZED, {
                 "message": message, "run_after": NOW,
                 "attempts": max(lease.job.attempts - 1, 0)}, require_live_lease=False)
@@ -441,7 +441,18 @@ async def _update_leased(
     conn: Conn, lease: Lease, target: JobState, fields: dict[str, Any], *,
     require_live_lease: bool,
 ) -> Job:
-    """A change made by the worker holding `lease`: LeaseLost if it no longer does."""
+    """A change made by the worker holding `lease`: LeaseLost if it no longer does.
+
+    A job that would go back to the queue (a retry, a release) while an abort
+    is pending is ABORTED instead: its handler has stopped, and the abort wins.
+    """
+    if target is JobState.INITIALIZED:
+        row = await _one(conn, "SELECT abort_reason FROM jobs WHERE id = %s AND lease_id = %s"
+                         " AND status = 'RUNNING' FOR UPDATE", (lease.job_id, lease.lease_id))
+        if row is not None and row["abort_reason"] is not None:
+            target, fields = JobState.ABORTED, {
+                "message": f"aborted {row['abort_reason']}; its handler stopped",
+                "finished_at": NOW}
     condition = " AND lease_id = %s" + (" AND lease_expires_at >= now()"
                                         if require_live_lease else "")
     try:

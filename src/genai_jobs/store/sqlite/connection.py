@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 from genai_jobs.domain import StoreUnavailable
@@ -70,6 +70,17 @@ class SQLiteDatabase:
             raise StoreUnavailable("the SQLite store is not open")
         return self._reader
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of a read on this process's reader connection."""
+        try:
+            return self.reader.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:  # e.g. not migrated, unreadable file
+            raise StoreUnavailable(f"SQLite store cannot be read: {exc}") from exc
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
@@ -107,6 +118,14 @@ class SQLiteDatabase:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store is busy or unreadable: {exc}") from exc
+        try:
+            return self._in_transaction(conn, work, bump)
+        except sqlite3.OperationalError as exc:  # e.g. not migrated, disk full
+            raise StoreUnavailable(f"SQLite store cannot be written: {exc}") from exc
+
+    def _in_transaction(
+        self, conn: sqlite3.Connection, work: Callable[[WriteTx], T], bump: bool
+    ) -> tuple[T, WriteTx]:
         try:
             seq = 0
             if bump:

@@ -58,6 +58,8 @@ class SQLiteStore(Store):
         self._db = SQLiteDatabase(path)
         self._watcher: asyncio.Task[None] | None = None
         self._seen_seq = 0
+        # Change numbers of this process's own commits, already published at commit.
+        self._own_seqs: set[int] = set()
 
     # -- life cycle -------------------------------------------------------
     async def open(self) -> None:
@@ -99,10 +101,7 @@ class SQLiteStore(Store):
 
     async def check_ready(self) -> None:
         expected = max(m.version for m in load_migrations("genai_jobs.store.sqlite.migrations"))
-        try:
-            row = self._db.reader.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store is not migrated: {exc}") from exc
+        row = self._db.query_one("SELECT MAX(version) FROM schema_migrations")
         if row is None or row[0] != expected:
             raise StoreUnavailable(f"SQLite store schema is at {row[0] if row else None}, "
                                    f"expected {expected}: run `genai-jobs migrate`")
@@ -136,19 +135,18 @@ class SQLiteStore(Store):
         return await self._write(insert)
 
     async def get(self, job_id: UUID, tenant: str | None = None) -> Job:
-        row = self._db.reader.execute("SELECT * FROM jobs WHERE id = ?", (str(job_id),)).fetchone()
+        row = self._db.query_one("SELECT * FROM jobs WHERE id = ?", (str(job_id),))
         if row is None or (tenant is not None and row["tenant"] != tenant):
             raise JobNotFound(job_id)
         return job_from_row(row)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         where, params = _list_filter(query)
-        reader = self._db.reader
-        total = reader.execute(f"SELECT COUNT(*) FROM jobs{where}", params).fetchone()[0]
-        rows = reader.execute(
+        total = self._db.query(f"SELECT COUNT(*) FROM jobs{where}", params)[0][0]
+        rows = self._db.query(
             f"SELECT * FROM jobs{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             [*params, query.limit, query.offset],
-        ).fetchall()
+        )
         return JobPage(jobs=[job_from_row(row) for row in rows], total_count=int(total))
 
     async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
@@ -338,9 +336,7 @@ class SQLiteStore(Store):
 
     async def count_by_state(self) -> dict[JobState, int]:
         counts = {state: 0 for state in JobState}
-        for status, count in self._db.reader.execute(
-            "SELECT status, COUNT(*) FROM jobs GROUP BY status"
-        ):
+        for status, count in self._db.query("SELECT status, COUNT(*) FROM jobs GROUP BY status"):
             counts[JobState(status)] = count
         return counts
 
@@ -358,9 +354,9 @@ class SQLiteStore(Store):
         return token
 
     async def find_token(self, secret_hash: str) -> TokenRecord | None:
-        row = self._db.reader.execute(
+        row = self._db.query_one(
             "SELECT * FROM tokens WHERE secret_hash = ? AND revoked_at IS NULL", (secret_hash,)
-        ).fetchone()
+        )
         return None if row is None else token_from_row(row)
 
     async def touch_token(self, token_id: UUID, when: datetime) -> None:
@@ -371,7 +367,7 @@ class SQLiteStore(Store):
         await self._db.write(touch, bump=False)
 
     async def list_tokens(self) -> list[TokenRecord]:
-        rows = self._db.reader.execute("SELECT * FROM tokens ORDER BY created_at").fetchall()
+        rows = self._db.query("SELECT * FROM tokens ORDER BY created_at")
         return [token_from_row(row) for row in rows]
 
     async def revoke_token(self, token_id: UUID) -> TokenRecord:
@@ -388,11 +384,12 @@ class SQLiteStore(Store):
         return token
 
     async def count_tokens(self) -> int:
-        return int(self._db.reader.execute("SELECT COUNT(*) FROM tokens").fetchone()[0])
+        return int(self._db.query("SELECT COUNT(*) FROM tokens")[0][0])
 
     # -- change propagation -------------------------------------------------
     async def _write(self, work: Callable[[WriteTx], T]) -> T:
         result, tx = await self._db.write(work)
+        self._own_seqs.add(tx.seq)
         self._publish(tx.changed, tx.work_available)
         return result
 
@@ -425,9 +422,11 @@ class SQLiteStore(Store):
         ).fetchall()
         for row in rows:
             self._seen_seq = max(self._seen_seq, row["change_seq"])
+        others = [row for row in rows if row["change_seq"] not in self._own_seqs]
+        self._own_seqs = {seq for seq in self._own_seqs if seq > self._seen_seq}
         self._publish(
-            (UUID(row["id"]) for row in rows),
-            any(row["status"] == "INITIALIZED" for row in rows),
+            (UUID(row["id"]) for row in others),
+            any(row["status"] == "INITIALIZED" for row in others),
         )
 
 
@@ -498,7 +497,21 @@ def _update_leased(
     tx: WriteTx, lease: Lease, target: JobState, fields: dict[str, Any], *,
     require_live_lease: bool,
 ) -> Job:
-    """A change made by the worker holding `lease`: LeaseLost if it no longer does."""
+    """A change made by the worker holding `lease`: LeaseLost if it no longer does.
+
+    A job that would go back to the queue (a retry, a release) while an abort
+    is pending is ABORTED instead: its handler has stopped, and the abort wins.
+    """
+    if target is JobState.INITIALIZED:
+        row = tx.conn.execute(
+            "SELECT abort_reason FROM jobs WHERE id = ? AND lease_id = ? AND status = 'RUNNING'",
+            (str(lease.job_id), str(lease.lease_id)),
+        ).fetchone()
+        if row is not None and row["abort_reason"] is not None:
+            target, fields = JobState.ABORTED, {
+                "message": f"aborted {row['abort_reason']}; its handler stopped",
+                "finished_at": tx.now,
+            }
     condition = " AND lease_id = ?"
     params: tuple[Any, ...] = (str(lease.lease_id),)
     if require_live_lease:
