@@ -11,7 +11,6 @@ import os
 import uuid
 
 import psycopg
-import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -25,6 +24,8 @@ def admin_url() -> str:
 
 def require_postgres() -> None:
     """Skip (or, where PostgreSQL is required, fail) unless it answers."""
+    import pytest  # only here: race processes import this module outside pytest
+
     try:
         with psycopg.connect(admin_url(), connect_timeout=3, autocommit=True) as conn:
             conn.execute("SELECT 1")

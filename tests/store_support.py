@@ -22,13 +22,15 @@ from uuid import UUID
 
 from genai_jobs.domain import Job, Lease, NewJob
 from genai_jobs.store import Store
+from genai_jobs.store.postgres import PostgresStore
 from genai_jobs.store.sqlite import SQLiteStore
+from tests.pg_support import create_database, drop_database
 
 T = TypeVar("T")
 
 # The stores the contract suite runs against. A PostgreSQL store joins with
 # one more name here and one more branch in `StoreTarget.create`.
-STORE_KINDS = ("sqlite",)
+STORE_KINDS = ("sqlite", "postgres")
 
 # Bounds for waits on other processes: generous, since a failure waits them out.
 ACTOR_START_SECONDS = 60.0
@@ -52,6 +54,8 @@ class StoreTarget:
     def create(self) -> Store:
         if self.kind == "sqlite":
             return SQLiteStore(Path(self.location))
+        if self.kind == "postgres":
+            return PostgresStore(self.location, pool_size=4)
         raise ValueError(f"unknown store kind {self.kind!r}")
 
     async def open(self, *, migrate: bool = True) -> Store:
@@ -70,7 +74,15 @@ def store_target(kind: str, directory: Path, name: str = "jobs") -> StoreTarget:
     """A new, empty store of `kind` named `name` inside a test's own directory."""
     if kind == "sqlite":
         return StoreTarget(kind, str(directory / f"{name}.db"))
+    if kind == "postgres":
+        return StoreTarget(kind, create_database())
     raise ValueError(f"unknown store kind {kind!r}")
+
+
+def dispose_target(target: StoreTarget) -> None:
+    """Remove what `store_target` made outside the test's directory."""
+    if target.kind == "postgres":
+        drop_database(target.location)
 
 
 # -- jobs ----------------------------------------------------------------------

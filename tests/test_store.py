@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from genai_jobs.domain import (
     TokenNotFound,
 )
 from genai_jobs.store import Store
+from tests.pg_support import require_postgres
 from tests.store_support import (
     STORE_KINDS,
     Order,
@@ -39,6 +40,7 @@ from tests.store_support import (
     StoreTarget,
     actor_pool,
     claim_one,
+    dispose_target,
     new_job,
     sleep_past,
     store_target,
@@ -65,9 +67,15 @@ EXPIRED = JobState.EXPIRED
 
 
 @pytest.fixture(params=STORE_KINDS)
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> StoreTarget:
-    """Where this test's store lives (one per store kind)."""
-    return store_target(request.param, tmp_path)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreTarget]:
+    """Where this test's store lives (one per store kind; PostgreSQL: a new database)."""
+    if request.param == "postgres":
+        require_postgres()
+    made = store_target(request.param, tmp_path)
+    try:
+        yield made
+    finally:
+        dispose_target(made)
 
 
 @pytest.fixture

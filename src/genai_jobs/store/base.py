@@ -100,13 +100,19 @@ class Store(abc.ABC):
 
     # -- maintenance ------------------------------------------------------
     @abc.abstractmethod
-    async def expire_overdue(self, now: datetime, running_grace_seconds: float) -> list[Job]:
+    async def expire_overdue(
+        self, now: datetime | None, running_grace_seconds: float
+    ) -> list[Job]:
         """EXPIRE queued jobs past their deadline, and running ones whose worker
-        did not stop them within the grace period."""
+        did not stop them within the grace period. `now` None: the store's own clock
+        (on PostgreSQL the database's, which every machine shares)."""
 
     @abc.abstractmethod
-    async def reclaim_lapsed(self, now: datetime, retry_delay_seconds: float) -> list[Job]:
-        """Take back jobs whose lease lapsed: retry them, or ERROR if attempts are spent."""
+    async def reclaim_lapsed(
+        self, now: datetime | None, retry_delay_seconds: float
+    ) -> list[Job]:
+        """Take back jobs whose lease lapsed by `now` (None: the store's clock):
+        retry them, or ERROR if attempts are spent."""
 
     @abc.abstractmethod
     async def purge(self, finished_before: datetime) -> int:

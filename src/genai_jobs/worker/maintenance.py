@@ -41,19 +41,19 @@ class Maintenance:
                 pass
 
     async def sweep(self) -> None:
-        now = datetime.now(UTC)
-        expired = await self.store.expire_overdue(now, self.settings.deadline_grace_seconds)
+        # None: the store's clock decides, the one clock every machine shares.
+        expired = await self.store.expire_overdue(None, self.settings.deadline_grace_seconds)
         if expired:
             metrics.JOBS_EXPIRED.inc(len(expired))
             log.info("expired %d job(s) past their deadline", len(expired))
         delay = retry_delay(1, self.settings.retry_base_seconds, self.settings.retry_max_seconds)
-        reclaimed = await self.store.reclaim_lapsed(now, delay)
+        reclaimed = await self.store.reclaim_lapsed(None, delay)
         if reclaimed:
             metrics.LEASES_RECLAIMED.inc(len(reclaimed))
             log.warning("took back %d job(s) from lost workers", len(reclaimed))
         if time.monotonic() - self._last_purge >= PURGE_INTERVAL_SECONDS:
             self._last_purge = time.monotonic()
-            cutoff = now - timedelta(seconds=self.settings.retention_seconds)
+            cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.retention_seconds)
             purged = await self.store.purge(cutoff)
             if purged:
                 log.info("purged %d terminal job(s) older than the retention", purged)

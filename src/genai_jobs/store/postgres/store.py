@@ -130,11 +130,7 @@ class PostgresStore(Store):
     async def check_ready(self) -> None:
         expected = max(m.version for m in load_migrations(MIGRATIONS_PACKAGE))
         async with self._connection() as conn:
-            try:
-                row = await (await conn.execute(
-                    "SELECT MAX(version) AS version FROM schema_migrations")).fetchone()
-            except psycopg.errors.UndefinedTable as exc:
-                raise StoreUnavailable("PostgreSQL store is not migrated") from exc
+            row = await _one(conn, "SELECT MAX(version) AS version FROM schema_migrations", ())
         found = None if row is None else row["version"]
         if found != expected:
             raise StoreUnavailable(f"PostgreSQL store schema is at {found}, expected {expected}:"
@@ -254,16 +250,22 @@ class PostgresStore(Store):
                 "attempts": max(lease.job.attempts - 1, 0)}, require_live_lease=False)
 
     # -- maintenance ------------------------------------------------------
-    async def expire_overdue(self, now: datetime, running_grace_seconds: float) -> list[Job]:
+    async def expire_overdue(
+        self, now: datetime | None, running_grace_seconds: float
+    ) -> list[Job]:
         async with self._connection() as conn:
-            rows = await (await conn.execute(_EXPIRE, (running_grace_seconds,))).fetchall()
+            rows = await (await conn.execute(_EXPIRE, {
+                "now": now, "grace": running_grace_seconds})).fetchall()
         return [job_from_row(row) for row in rows]
 
-    async def reclaim_lapsed(self, now: datetime, retry_delay_seconds: float) -> list[Job]:
+    async def reclaim_lapsed(
+        self, now: datetime | None, retry_delay_seconds: float
+    ) -> list[Job]:
         async with self._transaction() as conn:
             rows = await (await conn.execute(
-                "SELECT * FROM jobs WHERE status = 'RUNNING' AND lease_expires_at < now()"
-                " FOR UPDATE SKIP LOCKED")).fetchall()
+                "SELECT * FROM jobs WHERE status = 'RUNNING'"
+                " AND lease_expires_at < COALESCE(%s, now()) FOR UPDATE SKIP LOCKED",
+                (now,))).fetchall()
             return [await _take_back(conn, job_from_row(row), retry_delay_seconds)
                     for row in rows]
 
@@ -329,6 +331,9 @@ class PostgresStore(Store):
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {_first_line(exc)}") from exc
+        except psycopg.errors.UndefinedTable as exc:
+            raise StoreUnavailable("the PostgreSQL store is not migrated: run "
+                                   "`genai-jobs migrate`") from exc
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Conn]:
@@ -359,8 +364,9 @@ _EXPIRE = (
     " lease_expires_at = NULL, finished_at = now(), updated_at = now(),"
     " message = 'expired: not finished by its deadline '"
     "   || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-    " WHERE (status = 'INITIALIZED' AND expires_at <= now())"
-    "    OR (status = 'RUNNING' AND expires_at <= now() - make_interval(secs => %s))"
+    " WHERE (status = 'INITIALIZED' AND expires_at <= COALESCE(%(now)s, now()))"
+    "    OR (status = 'RUNNING' AND expires_at <="
+    "        COALESCE(%(now)s, now()) - make_interval(secs => %(grace)s))"
     " RETURNING *"
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
@@ -287,8 +288,10 @@ class SQLiteStore(Store):
         return await self._write(give_back)
 
     # -- maintenance ------------------------------------------------------
-    async def expire_overdue(self, now: datetime, running_grace_seconds: float) -> list[Job]:
-        moment = to_epoch(now)
+    async def expire_overdue(
+        self, now: datetime | None, running_grace_seconds: float
+    ) -> list[Job]:
+        moment = time.time() if now is None else to_epoch(now)
 
         def expire(tx: WriteTx) -> list[Job]:
             rows = tx.conn.execute(
@@ -306,8 +309,10 @@ class SQLiteStore(Store):
 
         return await self._write(expire)
 
-    async def reclaim_lapsed(self, now: datetime, retry_delay_seconds: float) -> list[Job]:
-        moment = to_epoch(now)
+    async def reclaim_lapsed(
+        self, now: datetime | None, retry_delay_seconds: float
+    ) -> list[Job]:
+        moment = time.time() if now is None else to_epoch(now)
 
         def reclaim(tx: WriteTx) -> list[Job]:
             rows = tx.conn.execute(
