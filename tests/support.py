@@ -156,11 +156,11 @@ class Server:
 
 
 def start_server(tmp: Path, *extra: str, env: Mapping[str, str] | None = None,
-                 admin_token: str | None = None) -> Server:
-    """Start `serve` on a free port; pass `admin_token` when the store already has tokens
-    (the admin token is only printed for an empty store)."""
+                 admin_token: str | None = None, database_url: str | None = None) -> Server:
+    """Start `serve` on a free port (on `tmp`/jobs.db unless given another store); pass
+    `admin_token` when the store already has tokens (it is only printed for an empty one)."""
     port = free_port()
-    database_url = f"sqlite:///{tmp / 'jobs.db'}"
+    database_url = database_url or f"sqlite:///{tmp / 'jobs.db'}"
     service = ServiceProcess(
         ["serve", "--port", str(port), "--database-url", database_url, "--app", SAMPLE_APP,
          *extra],

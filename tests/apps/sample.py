@@ -86,3 +86,17 @@ async def slow_attempt(ctx: JobContext, payload: Sleep) -> None:
 @registry.job_type("test.location", payload=Nothing)
 async def location(ctx: JobContext, payload: Nothing) -> ResultLocation:
     return ResultLocation("https://example.invalid/results/42", {"rows": 42})
+
+
+class Count(BaseModel):
+    # Each run appends "<job id> <pid> <attempt>" to this file (appends of a short
+    # line are atomic, so many processes can share it).
+    record: str
+
+
+@registry.job_type("test.count", payload=Count)
+async def count(ctx: JobContext, payload: Count) -> dict[str, int]:
+    """Records that it ran, and where."""
+    with Path(payload.record).open("a") as log:
+        log.write(f"{ctx.job_id} {os.getpid()} {ctx.attempt}\n")
+    return {"pid": os.getpid(), "attempt": ctx.attempt}

@@ -56,6 +56,8 @@ MIGRATION_LOCK_KEY = 0x67656E6169  # "genai"
 PURGE_BATCH = 500
 # How long to wait for a pooled connection before telling the caller the store is down.
 CONNECT_TIMEOUT_SECONDS = 5.0
+# Readiness probes must answer quickly, down or not.
+READY_TIMEOUT_SECONDS = 1.0
 
 Conn = AsyncConnection[DictRow]
 
@@ -129,7 +131,7 @@ class PostgresStore(Store):
 
     async def check_ready(self) -> None:
         expected = max(m.version for m in load_migrations(MIGRATIONS_PACKAGE))
-        async with self._connection() as conn:
+        async with self._connection(READY_TIMEOUT_SECONDS) as conn:
             row = await _one(conn, "SELECT MAX(version) AS version FROM schema_migrations", ())
         found = None if row is None else row["version"]
         if found != expected:
@@ -324,10 +326,10 @@ class PostgresStore(Store):
 
     # -- connections --------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Conn]:
+    async def _connection(self, timeout: float = CONNECT_TIMEOUT_SECONDS) -> AsyncIterator[Conn]:
         """A pooled connection; an unreachable database becomes StoreUnavailable."""
         try:
-            async with self._pool.connection(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            async with self._pool.connection(timeout=timeout) as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {_first_line(exc)}") from exc
