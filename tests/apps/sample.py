@@ -95,8 +95,8 @@ class Count(BaseModel):
 
 
 @registry.job_type("test.count", payload=Count)
-async def count(ctx: JobContext, payload: Count) -> dict[str, int]:
-    """Records that it ran, and where."""
+def count(ctx: JobContext, payload: Count) -> dict[str, int]:
+    """Records that it ran, and where (a sync handler: runs in a thread)."""
     with Path(payload.record).open("a") as log:
         log.write(f"{ctx.job_id} {os.getpid()} {ctx.attempt}\n")
     return {"pid": os.getpid(), "attempt": ctx.attempt}
