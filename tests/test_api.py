@@ -590,8 +590,6 @@ def test_submit_of_malformed_json_is_422_and_stores_nothing(
     assert total_count(tenant) == before
 
 
-@pytest.mark.xfail(strict=True, reason="integers beyond 64 bits pass validation but orjson "
-                   "cannot dump them (store dump_json / jobs._digest): 500 instead of 4xx")
 @pytest.mark.parametrize(("body", "headers"), [
     ({"jobType": "test.flaky", "payload": {"fail_attempts": 2**64}}, {}),
     ({"jobType": "test.sync_sleep", "payload": {"seconds": 0.1, "extra": 2**64}},
@@ -608,9 +606,6 @@ def test_submit_of_an_integer_beyond_64_bits_is_not_a_server_error(
         assert total_count(tenant) == before
 
 
-@pytest.mark.xfail(strict=True, reason="FastAPI's own body parsing answers 400 {\"detail\": "
-                   "\"There was an error parsing the body\"} for bodies json.loads cannot "
-                   "decode (UnicodeDecodeError, RecursionError), not the 422 of API.md")
 @pytest.mark.parametrize("raw", [
     b'{"jobType": "diagnostics.sleep", "payload": {"seconds": 1}, "description": "\xff"}',
     b"[" * 100_000 + b"]" * 100_000,
@@ -650,8 +645,6 @@ def test_submit_of_a_body_over_the_limit_is_413_and_stores_nothing(
     assert total_count(tenant) == before
 
 
-@pytest.mark.xfail(strict=True, reason="413 answer is Starlette's text/plain 'Content Too "
-                   "Large', not {\"detail\": ...} (api/app.py passes max_body_size to FastAPI)")
 def test_submit_of_a_body_over_the_limit_answers_a_json_detail(tenant: httpx.Client) -> None:
     check_detail(tenant.post(f"{API}/jobs/", content=_oversized_body(),
                              headers={"content-type": "application/json"}), 413)
@@ -950,8 +943,6 @@ def test_list_with_bad_query_is_422(lister: httpx.Client, params: dict[str, Any]
     check_validation_error(lister.get(f"{API}/jobs/", params=params), loc)
 
 
-@pytest.mark.xfail(strict=True, reason="offset has no upper bound (api/routes/jobs.py list_jobs); "
-                   "SQLite raises OverflowError and the answer is 500")
 @pytest.mark.parametrize("offset", [2**63, 10**20])
 def test_list_with_a_huge_offset_is_not_a_server_error(lister: httpx.Client, offset: int) -> None:
     response = lister.get(f"{API}/jobs/", params={"offset": offset})
@@ -1055,10 +1046,6 @@ def test_forwarded_host_is_ignored_by_default(server: Server, admin: httpx.Clien
     assert page["next"].startswith(f"{server.url}/")
 
 
-@pytest.mark.xfail(strict=True, reason="uvicorn's proxy_headers (on by default, trusting "
-                   "127.0.0.1) rewrites the scheme from X-Forwarded-Proto although "
-                   "behind_proxy is off (runtime.py builds uvicorn.Config without "
-                   "proxy_headers=False)")
 def test_forwarded_proto_is_ignored_by_default(server: Server, admin: httpx.Client) -> None:
     response = admin.post(f"{API}/jobs/", json={"jobType": SLEEP, "payload": {"seconds": 0}},
                           headers={"X-Forwarded-Proto": "https"})

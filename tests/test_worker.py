@@ -152,6 +152,14 @@ def test_a_permanent_error_is_not_retried(api: Server) -> None:
     assert "the input can never work" in job["message"]
 
 
+def test_a_result_that_is_not_json_fails_the_job_cleanly(api: Server) -> None:
+    api.start_worker()
+    with api.client() as client:
+        job = wait_for_status(client, submit(client, "test.bad_result", maxAttempts=3), "ERROR")
+    assert job["attempts"] == 1
+    assert "the result is not JSON" in job["message"]
+
+
 def test_an_attempt_over_its_time_out_is_stopped_and_counted(api: Server) -> None:
     api.start_worker()
     with api.client() as client:

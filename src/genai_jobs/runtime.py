@@ -68,6 +68,9 @@ async def serve(settings: Settings, registry: Registry, announce: Announce) -> N
         app = create_app(store, registry, settings)
         server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                         lifespan="off", log_level="warning",
+                                        # Forwarded headers are read by api/urls.py, and
+                                        # only when the behind_proxy setting says so.
+                                        proxy_headers=False,
                                         timeout_graceful_shutdown=5))
         workers = [Worker(store, registry, settings, name=f"serve-{n}")
                    for n in range(settings.workers)]

@@ -100,3 +100,9 @@ def count(ctx: JobContext, payload: Count) -> dict[str, int]:
     with Path(payload.record).open("a") as log:
         log.write(f"{ctx.job_id} {os.getpid()} {ctx.attempt}\n")
     return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@registry.job_type("test.bad_result", payload=Nothing)
+async def bad_result(ctx: JobContext, payload: Nothing) -> object:
+    """Returns something that is not JSON."""
+    return {"when": object()}

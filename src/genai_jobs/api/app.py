@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from genai_jobs import __version__
 from genai_jobs.api import errors
 from genai_jobs.api.deps import Services
+from genai_jobs.api.limits import BodySizeLimit
 from genai_jobs.api.routes import job_types, jobs, service, status, version
 from genai_jobs.api.urls import API_PREFIX
 from genai_jobs.handlers import Registry
@@ -20,8 +21,8 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
         title="genai-jobs",
         version=__version__,
         description="Durable GenAI jobs behind DataRobot's GenAI job status API.",
-        max_body_size=settings.max_body_bytes,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.services = Services(store=store, registry=registry, settings=settings)
     errors.install(app)
     app.include_router(status.router, prefix=API_PREFIX)

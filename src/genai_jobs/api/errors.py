@@ -80,6 +80,12 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and request.method in ("POST", "PUT", "PATCH"):
+        # FastAPI's answer to a body it cannot decode (not UTF-8, nested too deep):
+        # to the client it is invalid JSON like any other, a 422 in the seed's shape.
+        return JSONResponse({"detail": [{"loc": ["body"], "type": "json_invalid",
+                                         "msg": "the request body is not valid JSON"}]},
+                            status_code=422)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
 

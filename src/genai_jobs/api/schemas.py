@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
 from pydantic.alias_generators import to_camel
 
 from genai_jobs.domain import Job
@@ -131,11 +131,26 @@ class JobListResponse(CamelModel):
     total_count: int
 
 
+def _within_64_bits(value: Any) -> Any:
+    """Refuse integers JSON tools and databases cannot keep (beyond signed 64 bits)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, int) and not -(2**63) <= item < 2**63:
+            raise ValueError("integers must fit in 64 bits")
+    return value
+
+
 class SubmitRequest(CamelModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid")
 
     job_type: str = Field(min_length=1, max_length=200)
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: Annotated[dict[str, Any], AfterValidator(_within_64_bits)] = Field(
+        default_factory=dict)
     description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     expires_in: float | None = Field(default=None, gt=0, description="Seconds from submission "
                                      "to the deadline by which the job must be terminal.")

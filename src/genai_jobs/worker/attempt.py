@@ -232,7 +232,10 @@ class Attempt:
             error = handler.exception()
             if error is not None:
                 return await self._fail(error)
-            return await self._complete(handler.result())
+            try:
+                return await self._complete(handler.result())
+            except (TypeError, ValueError) as exc:  # the store could not encode it
+                return await self._fail(PermanentError(f"the result is not JSON: {exc}"))
         except LeaseLost:
             log.warning("job %s: lease lost before the outcome was written", self.job.id)
             return None

@@ -27,6 +27,8 @@ from genai_jobs.api.urls import base_url, status_url
 from genai_jobs.domain import JobQuery, JobState, NewJob
 
 MAX_PAGE = 1000
+# Past any real listing, and inside the 64-bit integers the stores take.
+MAX_OFFSET = 10**12
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 router = APIRouter(tags=["Jobs (GenAI)"], responses=ERROR_RESPONSES)
@@ -107,7 +109,7 @@ async def list_jobs(
     caller: CallerDep,
     status: Annotated[list[JobExecutionState] | None, Query()] = None,
     job_type: Annotated[str | None, Query(alias="jobType")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> JobListResponse:
     query = JobQuery(
