@@ -60,7 +60,8 @@ class Caller:
         return f"by token {str(self.token.id)[:8]} (tenant {self.token.tenant})"
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI would run a plain function in its thread pool, a hop per request.
     services: Services = request.app.state.services
     return services
 
