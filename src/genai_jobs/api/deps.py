@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -12,11 +14,13 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 
-from genai_jobs.domain import TokenRecord
+from genai_jobs.domain import DomainError, TokenRecord
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
 from genai_jobs.store import Store
 from genai_jobs.tokens import hash_secret
+
+log = logging.getLogger("genai_jobs.api")
 
 # `last used` of a token is written at most this often (it costs a write).
 TOKEN_TOUCH_INTERVAL_SECONDS = 60.0
@@ -42,9 +46,10 @@ class Services:
         task.add_done_callback(self._background.discard)
 
     async def _touch(self, token_id: UUID) -> None:
-        from datetime import UTC, datetime
-
-        await self.store.touch_token(token_id, datetime.now(UTC))
+        try:
+            await self.store.touch_token(token_id, datetime.now(UTC))
+        except DomainError as exc:  # bookkeeping only: the request went through
+            log.warning("could not record the use of token %s: %s", token_id, exc)
 
 
 @dataclass(frozen=True, slots=True)
