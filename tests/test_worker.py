@@ -121,6 +121,31 @@ def test_a_deadline_stops_a_running_handler(api: Server, tmp_path: Path, job_typ
     assert "end" not in [event for _, _, event in runs(record)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_handler_that_ignores_its_deadline_expires_once_it_returns(
+    api: Server, tmp_path: Path
+) -> None:
+    """A sync handler cannot be interrupted: EXPIRED is written when it has returned,
+    and meanwhile the worker waits quietly instead of spinning."""
+    record = tmp_path / "runs.log"
+    worker = api.start_worker()
+    with api.client() as client:
+        job_id = submit(client, "test.stubborn", {"seconds": 3, "record": str(record)},
+                        expiresIn=0.5)
+        started_on(record)
+        cpu_before = cpu_seconds(worker.pid)
+        job = wait_for_status(client, job_id, "EXPIRED", timeout=15)
+        cpu_used = cpu_seconds(worker.pid) - cpu_before
+    assert [event for _, _, event in runs(record)] == ["start", "end"]
+    assert "handler was stopped" in job["message"]
+    assert cpu_used < 1.0  # about 3 s of waiting, not of busy looping
+
+
 def test_a_queued_job_past_its_deadline_expires_without_any_worker(api: Server) -> None:
     with api.client() as client:
         job_id = submit(client, "diagnostics.sleep", {"seconds": 1}, expiresIn=0.5)

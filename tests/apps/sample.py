@@ -106,3 +106,12 @@ def count(ctx: JobContext, payload: Count) -> dict[str, int]:
 async def bad_result(ctx: JobContext, payload: Nothing) -> object:
     """Returns something that is not JSON."""
     return {"when": object()}
+
+
+@registry.job_type("test.stubborn", payload=Sleep)
+def stubborn(ctx: JobContext, payload: Sleep) -> dict[str, float]:
+    """A sync handler that never looks at its context: it cannot be stopped early."""
+    _record(payload.record, ctx, "start")
+    time.sleep(payload.seconds)
+    _record(payload.record, ctx, "end")
+    return {"slept": payload.seconds}

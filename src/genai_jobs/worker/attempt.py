@@ -129,7 +129,9 @@ class Attempt:
         next_renewal = time.time() + renew_every
         timeout_at = self._attempt_timeout_at()
         while not handler.done():
-            wake_at = min(next_renewal, self.job.expires_at.timestamp(), timeout_at)
+            wake_at = next_renewal
+            if self.ctx.stop_reason is None:  # once stopping, only the lease needs a clock
+                wake_at = min(wake_at, self.job.expires_at.timestamp(), timeout_at)
             await self._wait_for_attention(handler, wake_at - time.time())
             await self._write_progress()
             now = time.time()
