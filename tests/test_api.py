@@ -692,6 +692,19 @@ def test_submit_with_an_idempotency_key_returns_the_first_job(
         check_detail(other.get(status_path(job_id)), 404)
 
 
+def test_an_idempotency_key_compares_the_job_not_its_spelling(tenant: httpx.Client) -> None:
+    """A payload with its defaults written out is the same job as one without them."""
+    key = f"key-{uuid4()}"
+    short = {"jobType": SLEEP, "payload": {"seconds": 0}}
+    spelled_out = {"jobType": SLEEP, "payload": {"outcome": "complete", "seconds": 0.0},
+                   "priority": 0, "description": ""}
+    first = tenant.post(f"{API}/jobs/", json=short, headers={"Idempotency-Key": key})
+    again = tenant.post(f"{API}/jobs/", json=spelled_out, headers={"Idempotency-Key": key})
+    assert first.status_code == 202, first.text
+    assert again.status_code == 200, again.text
+    assert again.json()["statusId"] == first.json()["statusId"]
+
+
 def test_submit_without_idempotency_key_makes_a_new_job_each_time(tenant: httpx.Client) -> None:
     request = {"jobType": SLEEP, "payload": {"seconds": 0}}
     first = tenant.post(f"{API}/jobs/", json=request)

@@ -9,11 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Generator
 
 import uvicorn
+from prometheus_client import start_http_server
 
+from genai_jobs import metrics
 from genai_jobs.api import create_app
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
@@ -62,11 +67,26 @@ async def ensure_admin_token(store: Store, announce: Announce) -> None:
     announce(secret)
 
 
+class PortInUse(Exception):
+    pass
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts, so that a taken
+    port is one clear error rather than a server that dies after starting."""
+    try:
+        sock = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 async def serve(settings: Settings, registry: Registry, announce: Announce) -> None:
+    listener = bind(settings.host, settings.port)
     async with opened_store(settings) as store:
         await ensure_admin_token(store, announce)
-        app = create_app(store, registry, settings)
-        server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+        server = _Server(uvicorn.Config(create_app(store, registry, settings),
                                         lifespan="off", log_level="warning",
                                         # Measured: docs/explanation/asgi-server.md.
                                         http="httptools",
@@ -78,21 +98,25 @@ async def serve(settings: Settings, registry: Registry, announce: Announce) -> N
                    for n in range(settings.workers)]
         stop = asyncio.Event()
         _on_signals(stop.set)
-        server_task = asyncio.create_task(server.serve())
+        server_task = asyncio.create_task(server.serve(sockets=[listener]))
         background = [asyncio.create_task(worker.run()) for worker in workers]
         background.append(asyncio.create_task(Maintenance(store, settings).run(stop)))
         announce(f"genai-jobs serving on http://{settings.host}:{settings.port} "
                  f"with {len(workers)} worker(s) on {redact_url(settings.database_url)}")
         await _until(stop, server_task)
+        # Workers drain first, while the API still answers; then the API stops.
         for worker in workers:
             worker.request_stop()
         stop.set()
         await asyncio.gather(*background)
         server.should_exit = True
         await server_task
+    _exit_if_threads_abandoned(workers)
 
 
 async def work(settings: Settings, registry: Registry, announce: Announce) -> None:
+    if settings.metrics_port is not None:
+        start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.REGISTRY)
     async with opened_store(settings) as store:
         worker = Worker(store, registry, settings, name="worker")
         stop = asyncio.Event()
@@ -102,6 +126,19 @@ async def work(settings: Settings, registry: Registry, announce: Announce) -> No
         await worker.run()
         stop.set()
         await maintenance
+    _exit_if_threads_abandoned([worker])
+
+
+def _exit_if_threads_abandoned(workers: list[Worker]) -> None:
+    """A sync handler that ignored the request to stop still runs in a thread, and
+    Python would wait for it at exit. Its lease is lapsing and its job will be
+    retried elsewhere, so the thread must not outlive the process: leave now."""
+    if any(worker.abandoned_threads for worker in workers):
+        log.warning("exiting with handler threads that did not stop")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 async def migrate(settings: Settings) -> list[int]:

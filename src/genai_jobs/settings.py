@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import re
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./genai-jobs.db"
 
@@ -17,8 +20,9 @@ class Settings(BaseSettings):
     database_statement_timeout_seconds: float = Field(default=30.0, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    # Modules whose `MODULE:ATTR` registry adds job types to the built-in ones.
-    app: list[str] = Field(default_factory=list)
+    # Modules whose `MODULE:ATTR` registry adds job types to the built-in ones;
+    # in the environment, separated by spaces or commas.
+    app: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Submissions
     default_expires_in_seconds: float = Field(default=24 * 3600, gt=0)
@@ -46,4 +50,22 @@ class Settings(BaseSettings):
     # HTTP
     # Trust X-Forwarded-Proto/Host when building absolute URLs (behind a proxy).
     behind_proxy: bool = False
-    max_wait_seconds: int = Field(default=60, ge=0, le=3600)
+    # The longest a `waitSeconds` long-poll is held (API.md allows up to 60).
+    max_wait_seconds: int = Field(default=60, ge=0, le=60)
+    # `genai-jobs worker` serves its Prometheus metrics on this port when set.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @field_validator("app", mode="before")
+    @classmethod
+    def _split_apps(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in re.split(r"[\s,]+", value) if part]
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_within_maximums(self) -> Settings:
+        if self.default_expires_in_seconds > self.max_expires_in_seconds:
+            raise ValueError("default_expires_in_seconds exceeds max_expires_in_seconds")
+        if self.default_max_attempts > self.max_max_attempts:
+            raise ValueError("default_max_attempts exceeds max_max_attempts")
+        return self

@@ -1,5 +1,6 @@
 """The HTTP shapes: camelCase pydantic models, built from domain records.
 
+Times are UTC datetimes, which pydantic writes in ISO 8601 ending in `Z`.
 Schema names follow the seed document (StatusResponse, JobErrorCode,
 JobExecutionState, HTTPValidationErrorResponse, ValidationError), so that
 generated clients and the OpenAPI document read like DataRobot's.
@@ -12,17 +13,12 @@ from enum import IntEnum, StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from genai_jobs.domain import Job
 
 MAX_DESCRIPTION_CHARS = 1000
-
-
-def format_time(moment: datetime) -> str:
-    """ISO 8601 UTC with a `Z`, as the seed shows (microseconds kept for ordering)."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class JobExecutionState(StrEnum):
@@ -59,10 +55,6 @@ class StatusResponse(CamelModel):
                                         "to poll for the testing job's status.")
     status_type: str = Field(default="", description="The type of the status object.")
 
-    @field_serializer("created", check_fields=False)
-    def _serialize_created(self, moment: datetime) -> str:
-        return format_time(moment)
-
     @classmethod
     def from_job(cls, job: Job) -> StatusResponse:
         return cls(**_status_fields(job))
@@ -85,10 +77,6 @@ class JobResponse(StatusResponse):
     finished_at: datetime | None = None
     expires_at: datetime
     updated_at: datetime
-
-    @field_serializer("started_at", "finished_at", "expires_at", "updated_at")
-    def _serialize_times(self, moment: datetime | None) -> str | None:
-        return None if moment is None else format_time(moment)
 
     @classmethod
     def from_job(cls, job: Job) -> JobResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import click
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from genai_jobs import runtime
 from genai_jobs.cli import options
 from genai_jobs.cli.errors import CLIError
-from genai_jobs.handlers import load_registry
+from genai_jobs.handlers import Registry, load_registry
 from genai_jobs.settings import Settings
 from genai_jobs.store import UnsupportedDatabaseURL
 
@@ -24,7 +25,8 @@ def build_settings(**flags: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise CLIError(f"invalid setting {first['loc'][0]}: {first['msg']}") from exc
+        where = f" {first['loc'][0]}" if first["loc"] else ""
+        raise CLIError(f"invalid setting{where}: {first['msg']}") from exc
 
 
 def _announce(line: str) -> None:
@@ -42,10 +44,12 @@ def quiet_driver_logs() -> None:
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
 
 
-def _run(coroutine: Any) -> None:
+def _run(process: Callable[[Settings, Registry, runtime.Announce], Coroutine[Any, Any, None]],
+         settings: Settings) -> None:
     try:
-        asyncio.run(coroutine)
-    except UnsupportedDatabaseURL as exc:
+        registry = load_registry(settings.app)
+        asyncio.run(process(settings, registry, _announce))
+    except (UnsupportedDatabaseURL, runtime.PortInUse) as exc:
         raise CLIError(str(exc)) from exc
     except ValueError as exc:  # a bad --app
         raise CLIError(str(exc)) from exc
@@ -67,23 +71,26 @@ def serve(host: str, port: int, workers: int, concurrency: int | None, log_level
     _configure_logging(log_level)
     settings = build_settings(host=host, port=port, workers=workers, concurrency=concurrency,
                               database_url=database_url, app=list(apps))
-    registry = load_registry(settings.app)
-    _run(runtime.serve(settings, registry, _announce))
+    _run(runtime.serve, settings)
 
 
 @click.command()
 @click.option("--concurrency", envvar="GENAI_JOBS_CONCURRENCY", type=click.IntRange(min=1),
               default=None, help="Jobs this worker runs at once (default 4).")
 @click.option("--log-level", envvar="GENAI_JOBS_LOG_LEVEL", default="info", show_default=True)
+@click.option("--metrics-port", envvar="GENAI_JOBS_METRICS_PORT", type=int, default=None,
+              help="Serve Prometheus metrics on this port (on --host).")
+@click.option("--host", envvar="GENAI_JOBS_HOST", default="127.0.0.1", show_default=True,
+              help="Where --metrics-port listens.")
 @options.database_url
 @options.apps
-def worker(concurrency: int | None, log_level: str, database_url: str,
-           apps: tuple[str, ...]) -> None:
+def worker(concurrency: int | None, log_level: str, metrics_port: int | None, host: str,
+           database_url: str, apps: tuple[str, ...]) -> None:
     """Run workers only, against the same store as the API."""
     _configure_logging(log_level)
-    settings = build_settings(concurrency=concurrency, database_url=database_url, app=list(apps))
-    registry = load_registry(settings.app)
-    _run(runtime.work(settings, registry, _announce))
+    settings = build_settings(concurrency=concurrency, database_url=database_url,
+                              app=list(apps), metrics_port=metrics_port, host=host)
+    _run(runtime.work, settings)
 
 
 @click.command()
@@ -94,10 +101,10 @@ def migrate(database_url: str) -> None:
     settings = build_settings(database_url=database_url)
     applied: list[int] = []
 
-    async def run() -> None:
+    async def run(settings: Settings, registry: Registry, announce: runtime.Announce) -> None:
         applied.extend(await runtime.migrate(settings))
 
-    _run(run())
+    _run(run, settings)
     click.echo(f"applied migrations {applied}" if applied else "the store is up to date")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from uuid import UUID
@@ -42,8 +43,10 @@ def token() -> None:
 
 
 @token.command()
-@click.option("--tenant", required=True, help="The tenant the token acts for.")
-@click.option("--admin", is_flag=True, help="May read, list and abort every tenant's jobs.")
+@click.option("--tenant", required=True, envvar="GENAI_JOBS_TENANT",
+              help="The tenant the token acts for.")
+@click.option("--admin", is_flag=True, envvar="GENAI_JOBS_ADMIN",
+              help="May read, list and abort every tenant's jobs.")
 @options.database_url
 def create(tenant: str, admin: bool, database_url: str) -> None:
     """Create a token; it is printed once, alone on the last line."""
@@ -65,7 +68,8 @@ def list_tokens(database_url: str) -> None:
     table = Table("id", "tenant", "admin", "created", "last used", "revoked")
     for record in records:
         table.add_row(*_row(record))
-    Console().print(table)
+    # Off a terminal, wide enough that ids are never cut (they are what `revoke` takes).
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def _row(record: TokenRecord) -> list[str]:

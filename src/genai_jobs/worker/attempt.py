@@ -215,6 +215,8 @@ class Attempt:
         If the lease runs out first, the job is taken back and run again:
         at-least-once, never a guess written after the fact.
         """
+        if not handler.cancelled():
+            handler.exception()  # seen here, so asyncio does not report it as lost
         while True:
             try:
                 return await self._write_outcome(handler)
@@ -272,11 +274,10 @@ class Attempt:
             return await self.store.fail_attempt(self.lease, message, None)
         delay = retry_delay(self.job.attempts, self.policy.retry_base_seconds,
                             self.policy.retry_max_seconds)
-        retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         log.info("job %s failed %s; retrying in %.1f s", self.job.id, attempt, delay)
         return await self.store.fail_attempt(
-            self.lease, f"{message}; retrying at {retry_at.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-            retry_at)
+            self.lease, f"{message}; retrying in {delay:.1f} s",
+            datetime.now(UTC) + timedelta(seconds=delay))
 
 
 def _describe(error: BaseException) -> str:

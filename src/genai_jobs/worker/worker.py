@@ -42,6 +42,8 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
+        # Set when shutdown left handler threads running (sync handlers that ignored it).
+        self.abandoned_threads = False
         self._threads = ThreadPoolExecutor(max_workers=settings.concurrency,
                                            thread_name_prefix="genai-jobs-handler")
 
@@ -132,4 +134,5 @@ class Worker:
             for task in stuck:
                 log.warning("%s did not stop; its lease will lapse and the job will be "
                             "taken back", task.get_name())
+            self.abandoned_threads = bool(stuck)
         self._threads.shutdown(wait=False, cancel_futures=True)

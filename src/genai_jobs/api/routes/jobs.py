@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
@@ -77,16 +77,17 @@ def _new_job(body: SubmitRequest, tenant: str, idempotency_key: str | None,
     _check_limit(body.expires_in, settings.max_expires_in_seconds, "expiresIn")
     _check_limit(body.max_attempts, settings.max_max_attempts, "maxAttempts")
     expires_in = body.expires_in or settings.default_expires_in_seconds
+    normalized = payload.model_dump(mode="json")
     return NewJob(
         tenant=tenant,
         job_type=body.job_type,
-        payload=payload.model_dump(mode="json"),
+        payload=normalized,
         description=body.description,
         expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
         max_attempts=body.max_attempts or settings.default_max_attempts,
         priority=body.priority,
         idempotency_key=idempotency_key,
-        request_hash=None if idempotency_key is None else _digest(body),
+        request_hash=None if idempotency_key is None else _digest(body, normalized),
     )
 
 
@@ -96,9 +97,11 @@ def _check_limit(value: float | None, limit: float, field: str) -> None:
                                 "msg": f"Input should be less than or equal to {limit:g}"}])
 
 
-def _digest(body: SubmitRequest) -> str:
-    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()
+def _digest(body: SubmitRequest, payload: dict[str, Any]) -> str:
+    """The submission as it will be stored (payload defaults filled in), so that two
+    spellings of the same job are the same request."""
+    request = {**body.model_dump(mode="json"), "payload": payload}
+    return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 @router.get("/jobs/", response_model=JobListResponse,
