@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     behind_proxy: bool = False
     # The longest a `waitSeconds` long-poll is held (API.md allows up to 60).
     max_wait_seconds: int = Field(default=60, ge=0, le=60)
+    # FastAPI's native OpenTelemetry tracing, metrics and logs (global providers; set
+    # OTEL_* variables and FASTAPI_OTEL_AUTO_CONFIGURE=true to export them).
+    opentelemetry: bool = False
     # `genai-jobs worker` serves its Prometheus metrics on this port when set.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from genai_jobs import __version__
 from genai_jobs.api import errors
@@ -15,12 +16,20 @@ from genai_jobs.settings import Settings
 from genai_jobs.store import Store
 
 
+def _telemetry(enabled: bool) -> TelemetryConfig:
+    return {"tracing": enabled, "metrics": enabled, "logs": enabled,
+            "operation_spans": enabled}
+
+
 def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
     """The HTTP API over an opened `store`; the caller owns the store's life cycle."""
     app = FastAPI(
         title="genai-jobs",
         version=__version__,
         description="Durable GenAI jobs behind DataRobot's GenAI job status API.",
+        # FastAPI's native OpenTelemetry costs tens of microseconds a request even with
+        # no exporter configured; /metrics serves what operators need unless asked.
+        telemetry=_telemetry(settings.opentelemetry),
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.services = Services(store=store, registry=registry, settings=settings)

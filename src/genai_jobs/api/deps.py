@@ -65,10 +65,14 @@ class Caller:
         return f"by token {str(self.token.id)[:8]} (tenant {self.token.tenant})"
 
 
-async def get_services(request: Request) -> Services:
-    # async: FastAPI would run a plain function in its thread pool, a hop per request.
+def get_services_now(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    # async: FastAPI would run a plain function in its thread pool, a hop per request.
+    return get_services_now(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -95,12 +99,17 @@ _BEARER_AUTH = HTTPBearer(scheme_name="BearerAuth", auto_error=False,
 DeclaredBearer = Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER_AUTH)]
 
 
-async def get_caller(request: Request, services: ServicesDep, _: DeclaredBearer) -> Caller:
+async def authenticate(request: Request, services: Services) -> Caller:
+    """The caller behind the request's token; 401 without a live one."""
     token = await services.store.find_token(hash_secret(bearer_secret(request.headers)))
     if token is None:
         raise _unauthorized("invalid or revoked token")
     services.note_token_use(token)
     return Caller(token)
+
+
+async def get_caller(request: Request, services: ServicesDep, _: DeclaredBearer) -> Caller:
+    return await authenticate(request, services)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
