@@ -1060,3 +1060,30 @@ async def test_concurrent_claimers_take_every_job_exactly_once(
                 assert job.result == {"by": taken_by[job.id]}
             shares = sorted(sum(1 for who in taken_by.values() if who == name) for name in names)
             print(f"round {round_number}: jobs per claimer {shares}")
+
+
+# -- concurrency within one process -------------------------------------------------------------
+
+
+async def test_concurrent_writes_are_each_atomic_and_independent(store: Store) -> None:
+    """Many writes in flight at once (the SQLite store commits them together): each one
+    that fails leaves no trace, and none of the others is lost with it."""
+    jobs = await asyncio.gather(*(submit(store, description=f"job {n}") for n in range(60)))
+    leases = await store.claim("worker-1", {"echo"}, 60.0, 60)
+    assert len(leases) == 60
+    wrong = dataclasses.replace(leases[0], lease_id=uuid4())
+    outcomes = await asyncio.gather(
+        store.complete(wrong, "not mine", None),
+        *(store.complete(lease, {"n": n}, None) for n, lease in enumerate(leases[1:])),
+        store.request_abort(leases[0].job_id, None, "by admin"),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], LeaseLost)
+    assert all(isinstance(outcome, Job) for outcome in outcomes[1:])
+    first = await store.get(leases[0].job_id)
+    assert first.status is RUNNING
+    assert first.abort_requested
+    assert first.result is None
+    done = await store.list_jobs(JobQuery(tenant=None, statuses=[COMPLETED], limit=100))
+    assert done.total_count == 59
+    assert {job.id for job in jobs} == {lease.job_id for lease in leases}

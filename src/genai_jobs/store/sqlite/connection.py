@@ -1,4 +1,4 @@
-"""SQLite connections: one writer thread, one reader on the event loop.
+"""SQLite connections: one writer thread with group commit, one reader on the event loop.
 
 SQLite allows one writer at a time per file, across all processes. Each
 process funnels its writes through a single thread (so its own writers never
@@ -12,10 +12,12 @@ microseconds, less than a hop to a thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +29,8 @@ T = TypeVar("T")
 
 # How long a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_MS = 10_000
+# Most write requests committed together: keeps one transaction's lock short.
+MAX_GROUP_COMMIT = 256
 
 
 @dataclass(slots=True)
@@ -55,12 +59,31 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+@dataclass(slots=True)
+class _WriteRequest:
+    work: Callable[[WriteTx], Any]
+    bump: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[tuple[Any, WriteTx]]
+
+
+_STOP = object()
+
+
 class SQLiteDatabase:
-    """The two connections of one process and the thread that owns writes."""
+    """The two connections of one process and the thread that owns writes.
+
+    Writes are queued to the writer thread, which runs every request waiting
+    at that moment in ONE transaction (group commit), each inside its own
+    savepoint so that one failing request leaves the others intact. One
+    fsync then serves many workers and clients: under load the cost of
+    durability is shared, and a lone write waits for nobody.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor: ThreadPoolExecutor | None = None
+        self._queue: queue.SimpleQueue[_WriteRequest | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
 
@@ -83,65 +106,126 @@ class SQLiteDatabase:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         try:
-            self._writer = await self._in_writer_thread(lambda: connect(self.path))
+            self._writer = connect(self.path)
             self._reader = connect(self.path)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+        self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer",
+                                        daemon=True)
+        self._thread.start()
 
     async def close(self) -> None:
-        if self._executor is None:
+        if self._thread is None:
             return
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await self._in_writer_thread(writer.close)
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        self._executor.shutdown(wait=True)
-        self._executor = None
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                conn.close()
+        self._writer = self._reader = None
 
     async def write(self, work: Callable[[WriteTx], T], *, bump: bool = True) -> tuple[T, WriteTx]:
-        """Run `work` in one IMMEDIATE transaction on the writer thread.
+        """Run `work` on the writer thread inside a committed IMMEDIATE transaction.
 
         With `bump`, the commit takes the next change number, which the
         other processes' change watchers see.
         """
-        return await self._in_writer_thread(lambda: self._transaction(work, bump))
-
-    def _transaction(self, work: Callable[[WriteTx], T], bump: bool) -> tuple[T, WriteTx]:
-        conn = self._writer
-        if conn is None:
+        if self._thread is None:
             raise StoreUnavailable("the SQLite store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Any, WriteTx]] = loop.create_future()
+        self._queue.put(_WriteRequest(work, bump, loop, future))
+        result, tx = await future
+        return result, tx
+
+    # -- the writer thread ----------------------------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            batch, stop = self._next_batch()
+            if batch:
+                self._commit_batch(batch)
+            if stop:
+                return
+
+    def _next_batch(self) -> tuple[list[_WriteRequest], bool]:
+        """Block for one request, then take all that are already waiting."""
+        batch: list[_WriteRequest] = []
+        item = self._queue.get()
+        while True:
+            if item is _STOP:
+                return batch, True
+            assert isinstance(item, _WriteRequest)
+            batch.append(item)
+            if len(batch) >= MAX_GROUP_COMMIT:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+
+    def _commit_batch(self, batch: list[_WriteRequest]) -> None:
+        conn = self._writer
+        assert conn is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"SQLite store is busy or unreadable: {exc}") from exc
+            _fail_all(batch, StoreUnavailable(f"SQLite store is busy or unreadable: {exc}"))
+            return
         try:
-            return self._in_transaction(conn, work, bump)
-        except sqlite3.OperationalError as exc:  # e.g. not migrated, disk full
-            raise StoreUnavailable(f"SQLite store cannot be written: {exc}") from exc
-
-    def _in_transaction(
-        self, conn: sqlite3.Connection, work: Callable[[WriteTx], T], bump: bool
-    ) -> tuple[T, WriteTx]:
-        try:
-            seq = 0
-            if bump:
-                row = conn.execute(
-                    "UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq"
-                ).fetchone()
-                seq = int(row[0])
-            tx = WriteTx(conn=conn, seq=seq, now=time.time())
-            result = work(tx)
+            outcomes = self._run_all(conn, batch)
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return result, tx
+        except sqlite3.Error as exc:  # the commit itself failed: nothing was written
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            _fail_all(batch, StoreUnavailable(f"SQLite store cannot be written: {exc}"))
+            return
+        for request, outcome in zip(batch, outcomes, strict=True):
+            _settle(request, outcome)
 
-    async def _in_writer_thread(self, fn: Callable[[], T]) -> T:
-        if self._executor is None:
-            raise StoreUnavailable("the SQLite store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+    def _run_all(
+        self, conn: sqlite3.Connection, batch: list[_WriteRequest]
+    ) -> list[tuple[Any, WriteTx] | BaseException]:
+        seq = _next_seq(conn) if any(request.bump for request in batch) else 0
+        outcomes: list[tuple[Any, WriteTx] | BaseException] = []
+        for request in batch:
+            conn.execute("SAVEPOINT request")
+            tx = WriteTx(conn=conn, seq=seq if request.bump else 0, now=time.time())
+            try:
+                outcomes.append((request.work(tx), tx))
+            except Exception as exc:  # this request's own failure: undo only its part
+                conn.execute("ROLLBACK TO request")
+                outcomes.append(_translate(exc))
+            conn.execute("RELEASE request")
+        return outcomes
+
+
+def _next_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq").fetchone()
+    return int(row[0])
+
+
+def _translate(exc: Exception) -> BaseException:
+    if isinstance(exc, sqlite3.OperationalError):  # e.g. not migrated, disk full
+        return StoreUnavailable(f"SQLite store cannot be written: {exc}")
+    return exc
+
+
+def _settle(request: _WriteRequest, outcome: tuple[Any, WriteTx] | BaseException) -> None:
+    def deliver() -> None:
+        if request.future.done():  # the caller was cancelled meanwhile
+            return
+        if isinstance(outcome, BaseException):
+            request.future.set_exception(outcome)
+        else:
+            request.future.set_result(outcome)
+
+    with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+        request.loop.call_soon_threadsafe(deliver)
+
+
+def _fail_all(batch: list[_WriteRequest], error: StoreUnavailable) -> None:
+    for request in batch:
+        _settle(request, error)
