@@ -190,6 +190,22 @@ def finished(server: Server) -> dict[str, str]:
 # -- GET status: the seed --------------------------------------------------------
 
 
+def test_the_fast_path_and_the_route_answer_alike(
+    admin: httpx.Client, idle: httpx.Client, finished: dict[str, str]
+) -> None:
+    """Without a query string the status poll is answered before routing
+    (api/fastpath.py); `?waitSeconds=0` goes through the route. Same answers."""
+    queued = submit(idle, SLEEP, {"seconds": 1}, description="queued")
+    cases = [(idle, queued), *((admin, job_id) for job_id in finished.values())]
+    for client, job_id in cases:
+        fast = client.get(status_path(job_id))
+        routed = client.get(status_path(job_id), params={"waitSeconds": 0})
+        assert fast.status_code == routed.status_code == 200
+        assert fast.content == routed.content
+        for header in ("content-type", "retry-after", "location"):
+            assert fast.headers.get(header) == routed.headers.get(header), (job_id, header)
+
+
 def test_status_of_a_queued_job_is_exactly_the_seed_shape(idle: httpx.Client) -> None:
     submitted_at = datetime.now(UTC)
     job_id = submit(idle, SLEEP, {"seconds": 1}, description="seed shape")

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.support import Server, ServiceProcess, poll_until, start_server, submit, wait_for_status
+from tests.support import (
+    Server,
+    ServiceProcess,
+    free_port,
+    poll_until,
+    start_server,
+    submit,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -278,3 +288,33 @@ def test_a_worker_that_lost_its_lease_cannot_finish_the_job(api: Server, tmp_pat
     assert by_pid[rescuer.pid] == ["start", "end"]
     assert by_pid[paused.pid] == ["start", "cancelled"]  # stopped once it saw the loss
     assert job["attempts"] == 2
+
+
+def test_a_handler_that_ignores_shutdown_does_not_keep_the_worker_alive(
+    api: Server, tmp_path: Path
+) -> None:
+    """SIGTERM: after the grace and the stop wait, the worker exits 0 even though a sync
+    handler ignores the request; its job is taken back once the lease lapses."""
+    record = tmp_path / "runs.log"
+    worker = api.start_worker(env={"GENAI_JOBS_SHUTDOWN_GRACE_SECONDS": "0.2",
+                                   "GENAI_JOBS_SHUTDOWN_STOP_WAIT_SECONDS": "0.5"})
+    with api.client() as client:
+        job_id = submit(client, "test.stubborn", {"seconds": 60, "record": str(record)},
+                        maxAttempts=2)
+        started_on(record)
+        started = time.monotonic()
+        assert worker.terminate(timeout=20) == 0
+        assert time.monotonic() - started < 10
+        assert "did not stop" in worker.output()
+        job = wait_for_status(client, job_id, "INITIALIZED", timeout=15)
+    assert "worker lost" in job["message"]
+
+
+def test_a_worker_serves_its_metrics_when_asked(api: Server) -> None:
+    port = free_port()
+    api.start_worker("--metrics-port", str(port))
+    with api.client() as client:
+        wait_for_status(client, submit(client, "test.flaky", {"fail_attempts": 0}), "COMPLETED")
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'genai_jobs_attempts_finished_total{job_type="test.flaky",outcome="COMPLETED"} 1.0' \
+        in metrics

@@ -101,7 +101,8 @@ async def serve(settings: Settings, registry: Registry, announce: Announce) -> N
         server_task = asyncio.create_task(server.serve(sockets=[listener]))
         background = [asyncio.create_task(worker.run()) for worker in workers]
         background.append(asyncio.create_task(Maintenance(store, settings).run(stop)))
-        announce(f"genai-jobs serving on http://{settings.host}:{settings.port} "
+        port = listener.getsockname()[1]  # the one bound, when --port 0 asked for any
+        announce(f"genai-jobs serving on http://{settings.host}:{port} "
                  f"with {len(workers)} worker(s) on {redact_url(settings.database_url)}")
         await _until(stop, server_task)
         # Workers drain first, while the API still answers; then the API stops.
@@ -116,7 +117,12 @@ async def serve(settings: Settings, registry: Registry, announce: Announce) -> N
 
 async def work(settings: Settings, registry: Registry, announce: Announce) -> None:
     if settings.metrics_port is not None:
-        start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.REGISTRY)
+        try:
+            start_http_server(settings.metrics_port, addr=settings.host,
+                              registry=metrics.REGISTRY)
+        except OSError as exc:
+            raise PortInUse(f"cannot serve metrics on {settings.host}:{settings.metrics_port}:"
+                            f" {exc.strerror}") from exc
     async with opened_store(settings) as store:
         worker = Worker(store, registry, settings, name="worker")
         stop = asyncio.Event()
@@ -151,13 +157,13 @@ async def migrate(settings: Settings) -> list[int]:
 
 
 async def _until(stop: asyncio.Event, server_task: asyncio.Task[None]) -> None:
-    """Wait for a stop signal, or for the HTTP server to end by itself (port taken)."""
+    """Wait for a stop signal, or for the HTTP server to end by itself (it should not)."""
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({stopper, server_task}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
     if server_task.done():
-        server_task.result()
-        raise RuntimeError("the HTTP server stopped: is the port already in use?")
+        server_task.result()  # its error, if it failed
+        raise RuntimeError("the HTTP server stopped unexpectedly")
 
 
 def _on_signals(*callbacks: Callable[[], None]) -> None:

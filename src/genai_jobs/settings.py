@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=1.0, ge=0)
     retry_max_seconds: float = Field(default=300.0, ge=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    # After the grace, how long handlers told to stop may take before the process
+    # leaves their jobs to lease expiry (a sync handler may ignore the request).
+    shutdown_stop_wait_seconds: float = Field(default=10.0, ge=0)
     idle_poll_seconds: float = Field(default=1.0, gt=0)
 
     # Maintenance
@@ -61,9 +64,10 @@ class Settings(BaseSettings):
     @field_validator("app", mode="before")
     @classmethod
     def _split_apps(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part for part in re.split(r"[\s,]+", value) if part]
-        return value
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        return [part for item in items for part in re.split(r"[\s,]+", str(item)) if part]
 
     @model_validator(mode="after")
     def _defaults_within_maximums(self) -> Settings:

@@ -8,6 +8,7 @@ from fastapi.telemetry import TelemetryConfig
 from genai_jobs import __version__
 from genai_jobs.api import errors
 from genai_jobs.api.deps import Services
+from genai_jobs.api.fastpath import StatusFastPath
 from genai_jobs.api.limits import BodySizeLimit
 from genai_jobs.api.routes import job_types, jobs, service, status, version
 from genai_jobs.api.urls import API_PREFIX
@@ -31,8 +32,10 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
         # no exporter configured; /metrics serves what operators need unless asked.
         telemetry=_telemetry(settings.opentelemetry),
     )
+    services = Services(store=store, registry=registry, settings=settings)
+    app.state.services = services
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.state.services = Services(store=store, registry=registry, settings=settings)
+    app.add_middleware(StatusFastPath, services=services)  # added last: runs first
     errors.install(app)
     app.include_router(status.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)

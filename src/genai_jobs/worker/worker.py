@@ -21,10 +21,6 @@ from genai_jobs.worker.attempt import Attempt, AttemptPolicy
 
 log = logging.getLogger("genai_jobs.worker")
 
-# After shutdown asks handlers to stop, how long to wait for them before
-# leaving their jobs to lease expiry (a sync handler may ignore the request).
-STOP_WAIT_SECONDS = 10.0
-
 
 class Worker:
     def __init__(self, store: Store, registry: Registry, settings: Settings,
@@ -130,7 +126,8 @@ class Worker:
         for attempt in list(self._attempts.values()):
             attempt.stop(StopReason.SHUTDOWN)
         if self._tasks:
-            _, stuck = await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_SECONDS)
+            _, stuck = await asyncio.wait(set(self._tasks),
+                                          timeout=self.settings.shutdown_stop_wait_seconds)
             for task in stuck:
                 log.warning("%s did not stop; its lease will lapse and the job will be "
                             "taken back", task.get_name())

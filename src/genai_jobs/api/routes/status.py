@@ -75,12 +75,10 @@ async def get_status(request: Request) -> Response:
     caller = await authenticate(request, services)
     status_id = _parse(_STATUS_ID, request.path_params["statusId"], ("path", "statusId"))
     wait = request.query_params.get("waitSeconds")
+    seconds = 0 if wait is None else _parse(_WAIT_SECONDS, wait, ("query", "waitSeconds"))
     job = await services.store.get(status_id, caller.tenant_scope)
-    if wait is not None:
-        seconds = _parse(_WAIT_SECONDS, wait, ("query", "waitSeconds"))
-        job = await wait_for_change(services.store, job, caller.tenant_scope,
-                                    min(seconds, services.settings.max_wait_seconds),
-                                    status_fields)
+    job = await wait_for_change(services.store, job, caller.tenant_scope,
+                                min(seconds, services.settings.max_wait_seconds), status_fields)
     return Response(status_body(job), media_type="application/json",
                     headers=status_headers(job, request, services.settings.behind_proxy))
 

@@ -3,9 +3,9 @@
 Claims take rows with `FOR UPDATE SKIP LOCKED`, so concurrent workers never
 wait for each other or take the same job. Every transition is one
 conditional UPDATE in its own transaction. A trigger announces each change
-with NOTIFY; a Listener turns announcements into local wake-ups. The
-database clock (`now()`) is the one clock for leases and deadlines, so
-machines with skewed clocks still agree.
+with NOTIFY; a Listener turns announcements into local wake-ups. Leases,
+claims and the maintenance sweep compare against the database clock
+(`now()`), so workers with skewed clocks still agree on who holds a job.
 """
 
 from __future__ import annotations
