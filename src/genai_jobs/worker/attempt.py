@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from genai_jobs.domain import Job, JobState, Lease, LeaseLost, StoreUnavailable
+from genai_jobs.domain import Job, JobState, Lease, LeaseLost, StoreUnavailable, rules
 from genai_jobs.handlers import JobCancelled, JobContext, JobType, PermanentError, ResultLocation
 from genai_jobs.handlers.context import StopReason
 from genai_jobs.store import Store
@@ -253,7 +253,7 @@ class Attempt:
         if reason is StopReason.ABORTED:
             who = self._abort_reason or "on request"
             return await self.store.finish(self.lease, JobState.ABORTED,
-                                           f"aborted {who}; its handler stopped")
+                                           rules.aborted_after_stop(who))
         if reason is StopReason.DEADLINE:
             deadline = self.job.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
             return await self.store.finish(self.lease, JobState.EXPIRED,
@@ -268,7 +268,7 @@ class Attempt:
         return None  # LEASE_LOST: the job is someone else's now
 
     async def _fail(self, error: BaseException) -> Job:
-        attempt = f"attempt {self.job.attempts} of {self.job.max_attempts}"
+        attempt = rules.attempt_label(self.job.attempts, self.job.max_attempts)
         message = f"{_describe(error)} ({attempt})"
         if isinstance(error, PermanentError) or self.job.attempts >= self.job.max_attempts:
             return await self.store.fail_attempt(self.lease, message, None)
@@ -276,7 +276,7 @@ class Attempt:
                             self.policy.retry_max_seconds)
         log.info("job %s failed %s; retrying in %.1f s", self.job.id, attempt, delay)
         return await self.store.fail_attempt(
-            self.lease, f"{message}; retrying in {delay:.1f} s",
+            self.lease, rules.retrying(message, delay),
             datetime.now(UTC) + timedelta(seconds=delay))
 
 

@@ -41,6 +41,7 @@ from genai_jobs.domain import (
     TokenNotFound,
     TokenRecord,
     check_transition,
+    rules,
 )
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
@@ -187,10 +188,10 @@ class PostgresStore(Store):
                 return job_from_row(row)
             if state is JobState.INITIALIZED:
                 return await _update_one(conn, job_id, state, JobState.ABORTED, {
-                    "message": f"aborted {reason} before it started", "finished_at": NOW})
+                    "message": rules.aborted_before_start(reason), "finished_at": NOW})
             return await _update_one(conn, job_id, state, state, {
                 "abort_reason": reason,
-                "message": f"abort requested {reason}; waiting for its worker to stop it"})
+                "message": rules.abort_requested(reason)})
 
     # -- jobs: workers ----------------------------------------------------
     async def claim(
@@ -257,7 +258,8 @@ class PostgresStore(Store):
     ) -> list[Job]:
         async with self._connection() as conn:
             rows = await (await conn.execute(_EXPIRE, {
-                "now": now, "grace": running_grace_seconds})).fetchall()
+                "now": now, "grace": running_grace_seconds,
+                "message": rules.EXPIRED_BY_SWEEP})).fetchall()
         return [job_from_row(row) for row in rows]
 
     async def reclaim_lapsed(
@@ -364,7 +366,7 @@ _CLAIM = (
 _EXPIRE = (
     "UPDATE jobs SET status = 'EXPIRED', lease_id = NULL, lease_owner = NULL,"
     " lease_expires_at = NULL, finished_at = now(), updated_at = now(),"
-    " message = 'expired: not finished by its deadline '"
+    " message = %(message)s"
     "   || to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
     " WHERE (status = 'INITIALIZED' AND expires_at <= COALESCE(%(now)s, now()))"
     "    OR (status = 'RUNNING' AND expires_at <="
@@ -457,10 +459,9 @@ async def _update_leased(
     if target is JobState.INITIALIZED:
         row = await _one(conn, "SELECT abort_reason FROM jobs WHERE id = %s AND lease_id = %s"
                          " AND status = 'RUNNING' FOR UPDATE", (lease.job_id, lease.lease_id))
-        if row is not None and row["abort_reason"] is not None:
-            target, fields = JobState.ABORTED, {
-                "message": f"aborted {row['abort_reason']}; its handler stopped",
-                "finished_at": NOW}
+        target, instead = rules.requeue_target(None if row is None else row["abort_reason"])
+        if instead is not None:
+            fields = {"message": instead, "finished_at": NOW}
     condition = " AND lease_id = %s" + (" AND lease_expires_at >= now()"
                                         if require_live_lease else "")
     try:
@@ -478,26 +479,21 @@ async def _end_attempt(conn: Conn, lease: Lease, target: JobState,
                      (lease.job_id, lease.lease_id))
     if row is not None and row["overdue"]:
         return await _update_leased(conn, lease, JobState.EXPIRED, {
-            "message": "expired: not finished by its deadline", "finished_at": NOW},
+            "message": rules.EXPIRED_AT_OUTCOME, "finished_at": NOW},
             require_live_lease=False)
     return await _update_leased(conn, lease, target, fields, require_live_lease=True)
 
 
 async def _take_back(conn: Conn, job: Job, retry_delay_seconds: float) -> Job:
     """A lapsed lease: the worker is presumed dead and its attempt over."""
-    condition, params = " AND lease_id = %s", (job.lease_id,)
-    attempt = f"attempt {job.attempts} of {job.max_attempts}"
-    if job.abort_requested:
-        return await _update_one(conn, job.id, JobState.RUNNING, JobState.ABORTED, {
-            "message": f"aborted {job.abort_reason}; its worker was lost during {attempt}",
-            "finished_at": NOW}, condition, params)
-    if job.attempts >= job.max_attempts:
-        return await _update_one(conn, job.id, JobState.RUNNING, JobState.ERROR, {
-            "message": f"worker lost: its lease lapsed during {attempt}",
-            "finished_at": NOW}, condition, params)
-    return await _update_one(conn, job.id, JobState.RUNNING, JobState.INITIALIZED, {
-        "message": f"worker lost during {attempt}; retrying in {retry_delay_seconds:.1f} s",
-        "run_after": NowPlus(retry_delay_seconds)}, condition, params)
+    target, message = rules.reclaim(job, retry_delay_seconds)
+    fields: dict[str, Any] = {"message": message}
+    if target is JobState.INITIALIZED:
+        fields["run_after"] = NowPlus(retry_delay_seconds)
+    else:
+        fields["finished_at"] = NOW
+    return await _update_one(conn, job.id, JobState.RUNNING, target, fields,
+                             " AND lease_id = %s", (job.lease_id,))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -29,6 +29,7 @@ from genai_jobs.domain import (
     TokenNotFound,
     TokenRecord,
     check_transition,
+    rules,
 )
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
@@ -164,14 +165,14 @@ class SQLiteStore(Store):
             tx.changed.add(job_id)
             if state is JobState.INITIALIZED:
                 return _update_one(tx, job_id, state, JobState.ABORTED, {
-                    "message": f"aborted {reason} before it started",
+                    "message": rules.aborted_before_start(reason),
                     "finished_at": tx.now,
                 })
             if row["abort_reason"] is not None:
                 return job_from_row(row)
             return _update_one(tx, job_id, state, state, {
                 "abort_reason": reason,
-                "message": f"abort requested {reason}; waiting for its worker to stop it",
+                "message": rules.abort_requested(reason),
             })
 
         return await self._write(abort)
@@ -299,11 +300,12 @@ class SQLiteStore(Store):
             rows = tx.conn.execute(
                 f"UPDATE jobs SET status = 'EXPIRED', {_CLEAR_LEASE}, finished_at = ?,"
                 " updated_at = ?, change_seq = ?,"
-                " message = 'expired: not finished by its deadline ' ||"
+                " message = ? ||"
                 "   strftime('%Y-%m-%dT%H:%M:%SZ', expires_at, 'unixepoch')"
                 " WHERE (status = 'INITIALIZED' AND expires_at <= ?)"
                 "    OR (status = 'RUNNING' AND expires_at <= ?) RETURNING *",
-                (tx.now, tx.now, tx.seq, moment, moment - running_grace_seconds),
+                (tx.now, tx.now, tx.seq, rules.EXPIRED_BY_SWEEP, moment,
+                 moment - running_grace_seconds),
             ).fetchall()
             jobs = [job_from_row(row) for row in rows]
             tx.changed.update(job.id for job in jobs)
@@ -514,11 +516,9 @@ def _update_leased(
             "SELECT abort_reason FROM jobs WHERE id = ? AND lease_id = ? AND status = 'RUNNING'",
             (str(lease.job_id), str(lease.lease_id)),
         ).fetchone()
-        if row is not None and row["abort_reason"] is not None:
-            target, fields = JobState.ABORTED, {
-                "message": f"aborted {row['abort_reason']}; its handler stopped",
-                "finished_at": tx.now,
-            }
+        target, instead = rules.requeue_target(None if row is None else row["abort_reason"])
+        if instead is not None:
+            fields = {"message": instead, "finished_at": tx.now}
     condition = " AND lease_id = ?"
     params: tuple[Any, ...] = (str(lease.lease_id),)
     if require_live_lease:
@@ -539,27 +539,19 @@ def _end_attempt(tx: WriteTx, lease: Lease, target: JobState, fields: dict[str, 
     ).fetchone()
     if row is not None and row["expires_at"] <= tx.now:
         return _update_leased(tx, lease, JobState.EXPIRED, {
-            "message": "expired: not finished by its deadline", "finished_at": tx.now,
+            "message": rules.EXPIRED_AT_OUTCOME, "finished_at": tx.now,
         }, require_live_lease=False)
     return _update_leased(tx, lease, target, fields, require_live_lease=True)
 
 
 def _take_back(tx: WriteTx, job: Job, retry_delay_seconds: float) -> Job:
     """A lapsed lease: the worker is presumed dead and its attempt over."""
-    condition, params = " AND lease_id = ?", (str(job.lease_id),)
-    attempt = f"attempt {job.attempts} of {job.max_attempts}"
-    if job.abort_requested:
-        return _update_one(tx, job.id, JobState.RUNNING, JobState.ABORTED, {
-            "message": f"aborted {job.abort_reason}; its worker was lost during {attempt}",
-            "finished_at": tx.now,
-        }, condition, params)
-    if job.attempts >= job.max_attempts:
-        return _update_one(tx, job.id, JobState.RUNNING, JobState.ERROR, {
-            "message": f"worker lost: its lease lapsed during {attempt}", "finished_at": tx.now,
-        }, condition, params)
-    tx.work_available = True
-    return _update_one(tx, job.id, JobState.RUNNING, JobState.INITIALIZED, {
-        "message": f"worker lost during {attempt}; retrying in {retry_delay_seconds:.1f} s",
-        "run_after": tx.now + retry_delay_seconds,
-    }, condition, params)
-
+    target, message = rules.reclaim(job, retry_delay_seconds)
+    fields: dict[str, Any] = {"message": message}
+    if target is JobState.INITIALIZED:
+        tx.work_available = True
+        fields["run_after"] = tx.now + retry_delay_seconds
+    else:
+        fields["finished_at"] = tx.now
+    return _update_one(tx, job.id, JobState.RUNNING, target, fields,
+                       " AND lease_id = ?", (str(job.lease_id),))
