@@ -1,0 +1,57 @@
+"""The benchmark harness (bench/run.py) on tiny sizes, SQLite only, peers skipped.
+
+Not a benchmark and not timed: it checks that every section still runs end to
+end and that the report is written, so the harness cannot rot. Sections that
+need wrk are skipped by the harness where wrk is missing; the plots are drawn
+where matplotlib is installed (the benchmark's own extra, not a test dependency).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO, process_env
+
+SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory")
+NEED_WRK = ("status_get", "scale")
+
+
+@pytest.mark.slow
+def test_the_benchmark_harness_runs_on_tiny_sizes(tmp_path: Path) -> None:
+    results, report, plots = tmp_path / "results.json", tmp_path / "BENCHMARKS.md", tmp_path / "p"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--smoke", "--no-peers",
+         "--backends", "sqlite", "--max-minutes", "3", "--results", str(results),
+         "--report", str(report), "--plots", str(plots)],
+        cwd=REPO, env=process_env(), capture_output=True, text=True, timeout=110,
+        stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    sections = json.loads(results.read_text())["sections"]
+    has_wrk = shutil.which("wrk") is not None
+    for name in SECTIONS:
+        section = sections[name]
+        assert "failed" not in section, (name, section.get("failed"))
+        if name in NEED_WRK and not has_wrk:
+            assert "skipped" in section
+        else:
+            assert "skipped" not in section, (name, section["skipped"])
+    text = report.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "## Targets" in text
+    assert "| verdict |" in text
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (plots / "throughput.png").stat().st_size > 0
+        assert (plots / "memory.png").stat().st_size > 0
+    else:
+        assert "no plot: matplotlib is not installed" in text
+    assert sections["throughput"]["summary"]["ours-sqlite-http"]["jobs_per_second"]["n"] == 1
+    assert sections["roundtrip"]["summary"]["ours-sqlite-inprocess"]["completed_p50"]["n"] == 1
+    assert sections["waiters"]["summary"]["sqlite"]["missing"] == 0
