@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Hashable
 
@@ -9,6 +10,9 @@ from genai_jobs import metrics
 from genai_jobs.domain import Job
 from genai_jobs.store import Store
 from genai_jobs.store.changes import wait_event
+
+# A waiter re-reads its job at least this often, notified or not.
+RECHECK_SECONDS = 10.0
 
 
 def status_fields(job: Job) -> Hashable:
@@ -37,8 +41,11 @@ async def wait_for_change(
             current = await store.get(job.id, tenant)
             while fingerprint(current) == before and not current.is_terminal:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not await wait_event(changed, remaining):
+                if remaining <= 0:
                     break
+                # A notification can be lost (a dropped listener): look again now and
+                # then anyway, at jittered times so that many waiters never re-read at once.
+                await wait_event(changed, min(remaining, RECHECK_SECONDS * random.uniform(0.5, 1)))
                 changed.clear()
                 current = await store.get(job.id, tenant)
             return current

@@ -3,7 +3,8 @@
 One connection per process, outside the pool. When it drops (a database
 restart, a fail-over) it is opened again with back-off, and every local
 waiter is woken once it is back, since notifications sent meanwhile are lost.
-A slow periodic wake-up covers anything else that may slip through.
+Waiters also look again now and then by themselves (api/longpoll.py), and idle
+workers every second, so a lost notification costs latency, never a job.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ log = logging.getLogger("genai_jobs.store.postgres")
 CHANNEL = "genai_jobs"
 RECONNECT_MIN_SECONDS = 0.2
 RECONNECT_MAX_SECONDS = 5.0
-# How often every waiter re-checks anyway, in case a notification was lost.
-FALLBACK_WAKE_SECONDS = 5.0
+# After this long without a notification, the connection is checked.
+LIVENESS_SECONDS = 10.0
 
 
 class Listener:
@@ -50,12 +51,12 @@ class Listener:
             await conn.execute(f"LISTEN {CHANNEL}")
             self.connected.set()
             self.changes.wake_all()  # whatever happened while we were not listening
-            gen = conn.notifies(timeout=FALLBACK_WAKE_SECONDS)
             while True:
-                async for notify in gen:
+                async for notify in conn.notifies(timeout=LIVENESS_SECONDS):
                     self._dispatch(notify.payload)
-                self.changes.wake_all()
-                gen = conn.notifies(timeout=FALLBACK_WAKE_SECONDS)
+                # Quiet for a while: make sure the connection is alive (raises if not),
+                # rather than trusting a silence that may be a dead socket.
+                await conn.execute("SELECT 1")
 
     def _dispatch(self, payload: str) -> None:
         job_id, _, status = payload.partition(" ")
