@@ -15,6 +15,7 @@ from genai_jobs.api.urls import API_PREFIX
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
 from genai_jobs.store import Store
+from genai_jobs.vectors import api as vectors_api
 
 
 def _telemetry(enabled: bool) -> TelemetryConfig:
@@ -42,4 +43,5 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
     app.include_router(job_types.router, prefix=API_PREFIX)
     app.include_router(version.router, prefix="/api/v2")
     app.include_router(service.router)
+    vectors_api.install(app, services)  # datasets, vector databases, search
     return app

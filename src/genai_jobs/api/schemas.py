@@ -171,6 +171,8 @@ class JobTypeResponse(CamelModel):
     description: str
     payload_schema: dict[str, Any]
     attempt_timeout_seconds: float | None
+    available: bool = True
+    unavailable_reason: str | None = None
 
 
 class JobTypeListResponse(CamelModel):

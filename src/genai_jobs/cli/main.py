@@ -10,6 +10,7 @@ from genai_jobs import __version__
 from genai_jobs.cli import remote, service, tokens
 from genai_jobs.cli.errors import CLIError
 from genai_jobs.domain import DomainError
+from genai_jobs.vectors import cli as vectors_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +26,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 service.register(cli)
 tokens.register(cli)
 remote.register(cli)
+vectors_cli.register(cli)
 
 
 def main() -> None:

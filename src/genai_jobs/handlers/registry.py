@@ -49,6 +49,8 @@ class JobType:
     handler: Handler
     # Seconds one attempt may run before it is stopped and counted as failed.
     attempt_timeout: float | None = None
+    # Why this process cannot run it (a missing optional dependency), if it cannot.
+    unavailable_reason: str | None = None
 
     @property
     def is_async(self) -> bool:
@@ -104,9 +106,11 @@ class Registry:
 def load_registry(apps: list[str]) -> Registry:
     """The built-in job types plus those of each `module:attribute` in `apps`."""
     from genai_jobs.handlers.diagnostics import registry as builtins
+    from genai_jobs.vectors.build import registry as vectors
 
     combined = Registry()
     combined.include(builtins)
+    combined.include(vectors)
     for spec in apps:
         combined.include(_import_registry(spec))
     return combined

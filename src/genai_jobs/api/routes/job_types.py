@@ -18,6 +18,8 @@ async def list_job_types(services: ServicesDep, caller: CallerDep) -> JobTypeLis
             description=job_type.description,
             payload_schema=job_type.payload_schema(),
             attempt_timeout_seconds=job_type.attempt_timeout,
+            available=job_type.unavailable_reason is None,
+            unavailable_reason=job_type.unavailable_reason,
         )
         for job_type in services.registry
     ]

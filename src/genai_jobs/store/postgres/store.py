@@ -94,6 +94,11 @@ class PostgresStore(Store):
         self._listener = Listener(url, self.changes)
         self._listener_task: asyncio.Task[None] | None = None
 
+    @property
+    def pool(self) -> AsyncConnectionPool[Conn]:
+        """The connection pool, for stores of other records in this database."""
+        return self._pool
+
     # -- life cycle -------------------------------------------------------
     async def open(self) -> None:
         try:

@@ -65,6 +65,11 @@ class SQLiteStore(Store):
         # Change numbers of this process's own commits, already published at commit.
         self._own_seqs: set[int] = set()
 
+    @property
+    def database(self) -> SQLiteDatabase:
+        """The connections and writer thread, for stores of other records on this file."""
+        return self._db
+
     # -- life cycle -------------------------------------------------------
     async def open(self) -> None:
         await self._db.open()

@@ -1,0 +1,213 @@
+"""The `vectorDatabase.build` job: a dataset's documents in, a searchable index out.
+
+Extract each document's text, cut it into token chunks, write the chunks in
+batches; then embed them in batches, writing each batch of vectors as it is
+done and reporting "embedded 1,200 of 5,000 chunks". Stops (abort, deadline,
+shutdown) are honoured between model passes.
+
+A retry starts over: its first write deletes whatever an earlier attempt left,
+and the build id fences out that attempt should it still be running (a worker
+that lost its lease). Resuming from committed batches would save work, but
+every batch would then have to prove it came from the same dataset, model and
+chunking as the ones before it; starting over makes a mixed index impossible
+by construction, at the price of repeating at most one attempt's work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from genai_jobs.domain import Job
+from genai_jobs.handlers import JobContext, JobType, PermanentError, Registry, ResultLocation
+from genai_jobs.vectors.binding import bound_store
+from genai_jobs.vectors.chunking import Chunking, chunk_text
+from genai_jobs.vectors.embeddings import Embedder, get_embedder, unavailable_reason
+from genai_jobs.vectors.extract import ExtractionFailed, extract
+from genai_jobs.vectors.records import (
+    BuildSuperseded,
+    Dataset,
+    DatasetNotFound,
+    Document,
+    DocumentInfo,
+    NewChunk,
+    VectorDatabase,
+    VectorDatabaseNotFound,
+)
+from genai_jobs.vectors.settings import vector_settings
+from genai_jobs.vectors.store import VectorStore, vector_store_for
+
+log = logging.getLogger("genai_jobs.vectors")
+
+T = TypeVar("T")
+JOB_TYPE = "vectorDatabase.build"
+# The share of the progress bar given to reading and chunking documents; embedding
+# takes the rest (it is where nearly all the time goes).
+READING_SHARE = 0.05
+# Chunk rows written per transaction while reading documents (text only: cheap).
+CHUNK_WRITE_BATCH = 512
+
+registry = Registry()
+
+
+class BuildPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vectorDatabaseId: UUID = Field(description="The vector database to build "
+                                               "(made by POST /vectorDatabases/).")
+
+
+async def build_vector_database(ctx: JobContext, payload: BuildPayload) -> ResultLocation:
+    """Build a vector database: extract, chunk and embed its dataset's documents."""
+    reason = unavailable_reason()
+    if reason is not None:
+        raise PermanentError(f"{JOB_TYPE} {reason}")
+    store = bound_store()
+    job = await store.get(ctx.job_id)
+    build = await _start(ctx, vector_store_for(store), job, payload.vectorDatabaseId)
+    try:
+        return await build.run()
+    except BuildSuperseded as exc:
+        raise PermanentError(f"{exc}; this attempt stopped") from exc
+    except BaseException:
+        # Aborted, expired, stopped or failed: nothing half-built is kept.
+        await build.discard()
+        raise
+
+
+registry.add(JobType(
+    JOB_TYPE, "Build a vector database: extract, chunk and embed its dataset's documents.",
+    BuildPayload, build_vector_database, unavailable_reason=unavailable_reason()))
+
+
+async def _start(ctx: JobContext, vectors: VectorStore, job: Job, vdb_id: UUID) -> Build:
+    try:
+        vdb = await vectors.get_vector_database(vdb_id, job.tenant)
+        vdb = await vectors.start_build(vdb.id, job.id, uuid.uuid4())
+    except VectorDatabaseNotFound as exc:
+        raise PermanentError(f"{exc} (or it is built by another job)") from exc
+    try:  # before the model loads: a deleted dataset fails the build at once
+        dataset = await vectors.get_dataset(vdb.dataset_id, None)
+    except DatasetNotFound as exc:
+        raise PermanentError(f"{exc}: it was deleted before the build read it") from exc
+    # A retry says so in every progress message: what earlier attempts wrote is gone.
+    note = ""
+    if ctx.attempt > 1:
+        ctx.logger.info("attempt %d starts the build over", ctx.attempt)
+        note = f"attempt {ctx.attempt}, started over: "
+    ctx.progress(0.0, f"{note}loading the embedding model {vdb.embedding_model}")
+    embedder = await _in_thread(ctx, lambda: get_embedder(vdb.embedding_model))
+    assert vdb.build_id is not None
+    return Build(ctx, vectors, vdb, vdb.build_id, dataset, embedder,
+                 vector_settings().vector_build_batch_size, note)
+
+
+@dataclass
+class Build:
+    """One attempt at building one vector database."""
+
+    ctx: JobContext
+    vectors: VectorStore
+    vdb: VectorDatabase
+    build_id: UUID
+    dataset: Dataset
+    embedder: Embedder
+    batch_size: int
+    note: str = ""
+
+    async def run(self) -> ResultLocation:
+        dataset = self.dataset
+        total, skipped = await self._write_chunks(dataset)
+        await self._embed(total)
+        await self.vectors.finish_build(self.vdb.id, self.build_id, total)
+        result = {"vectorDatabaseId": str(self.vdb.id), "chunkCount": total,
+                  "dimensions": self.vdb.dimensions, "documents": len(dataset.files),
+                  "skippedDocuments": skipped, "attempt": self.ctx.attempt}
+        return ResultLocation(self.vdb.url, result)
+
+    async def discard(self) -> None:
+        try:
+            await asyncio.shield(self.vectors.discard_build(self.vdb.id, self.build_id))
+        except Exception as exc:  # the next attempt or a delete clears it anyway
+            log.warning("vector database %s: partial build not discarded: %s", self.vdb.id, exc)
+
+    async def _write_chunks(self, dataset: Dataset) -> tuple[int, list[str]]:
+        """Chunk every document and store the chunks; (chunks written, documents without text)."""
+        chunking = Chunking(self.vdb.chunk_size, self.vdb.chunk_overlap)
+        written, skipped = 0, []
+        for number, info in enumerate(dataset.files, 1):
+            chunks = await self._chunks_of(dataset.id, info, chunking)
+            if not chunks:
+                skipped.append(info.name)
+            for first in range(0, len(chunks), CHUNK_WRITE_BATCH):
+                batch = chunks[first:first + CHUNK_WRITE_BATCH]
+                await self.vectors.add_chunks(self.vdb.id, self.build_id, written, batch)
+                written += len(batch)
+            self.ctx.progress(READING_SHARE * number / len(dataset.files),
+                              f"{self.note}read {number:,} of {len(dataset.files):,} documents "
+                              f"({written:,} chunks)")
+        if written == 0:
+            raise PermanentError(f"no text to index in dataset {dataset.id}: "
+                                 f"{', '.join(skipped)} have none")
+        return written, skipped
+
+    async def _chunks_of(self, dataset_id: UUID, info: DocumentInfo,
+                         chunking: Chunking) -> list[NewChunk]:
+        try:
+            content = await self.vectors.read_document(dataset_id, info.position)
+        except DatasetNotFound as exc:
+            raise PermanentError(f"{exc}: it was deleted during the build") from exc
+        document = Document(info.name, info.kind, content)
+        try:
+            return await _in_thread(self.ctx, lambda: chunk_document(document, self.embedder,
+                                                                     chunking))
+        except ExtractionFailed as exc:
+            raise PermanentError(f"{info.name}: {exc}") from exc
+
+    async def _embed(self, total: int) -> None:
+        done = 0
+        while done < total:  # bounded: every pass embeds at least one chunk
+            count = min(self.batch_size, total - done)
+            texts = await self.vectors.chunk_texts(self.vdb.id, done, count)
+            matrix = await _in_thread(self.ctx, functools.partial(
+                self.embedder.embed, texts, should_stop=lambda: self.ctx.cancelled))
+            await self.vectors.add_vectors(self.vdb.id, self.build_id, done, count,
+                                           matrix.astype("<f4", copy=False).tobytes())
+            done += count
+            self.ctx.progress(READING_SHARE + (1 - READING_SHARE) * done / total,
+                              f"{self.note}embedded {done:,} of {total:,} chunks")
+
+
+def chunk_document(document: Document, embedder: Embedder, chunking: Chunking) -> list[NewChunk]:
+    """The document's chunks in order; a PDF's are cut page by page."""
+    extracted = extract(document)
+    chunks: list[NewChunk] = []
+    for page, start, end in extracted.segments():
+        for span, text in chunk_text(extracted.text[start:end], embedder.token_offsets,
+                                     chunking):
+            chunks.append(NewChunk(document.name, len(chunks), page, start + span.start_char,
+                                   start + span.end_char, text))
+    return chunks
+
+
+async def _in_thread(ctx: JobContext, work: Callable[[], T]) -> T:
+    """Run blocking `work` in a thread. The worker stops a handler by cancelling it;
+    the thread cannot be cancelled, but sees `ctx.cancelled` between model passes:
+    wait for it, so that ABORTED and EXPIRED mean the work has stopped."""
+    future = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait({future})
+        if not future.cancelled():
+            future.exception()  # seen here: it is the stop we asked for
+        raise
+

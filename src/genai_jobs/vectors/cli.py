@@ -1,0 +1,233 @@
+"""`genai-jobs dataset ...` and `genai-jobs vdb ...`: datasets and vector databases from a shell.
+
+Like the job commands they talk to a running server through a client, print
+what scripts need on stdout (ids alone on their line, or `--json`), hints on
+stderr, and turn failures into one-line errors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from pydantic import BaseModel
+
+from genai_jobs.cli import remote
+from genai_jobs.cli.errors import CLIError
+from genai_jobs.client import Client
+from genai_jobs.vectors.client import (
+    DatasetInfo,
+    SearchHit,
+    VectorClient,
+    VectorDatabaseInfo,
+    upload_files,
+)
+
+# How much of a hit's text `vdb search` shows on its line.
+SNIPPET_CHARS = 160
+
+
+@contextmanager
+def _connected(url: str, token: str | None) -> Iterator[VectorClient]:
+    if not token:
+        raise CLIError("no token: pass --token or set GENAI_JOBS_TOKEN")
+    try:
+        client = VectorClient(url, token=token)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    with client, remote._client_errors(None):
+        yield client
+
+
+def _json_option(command: Any) -> Any:
+    return click.option("--json", "as_json", envvar="GENAI_JOBS_JSON", is_flag=True,
+                        help="Print the answer as JSON.")(command)
+
+
+def _as_json(model: BaseModel | list[Any]) -> str:
+    if isinstance(model, list):
+        return json.dumps([item.model_dump(mode="json", by_alias=True) for item in model],
+                          indent=2)
+    return json.dumps(model.model_dump(mode="json", by_alias=True), indent=2)
+
+
+# -- datasets -----------------------------------------------------------------
+
+
+@click.group()
+def dataset() -> None:
+    """Upload, list and delete datasets (the documents vector databases are built from)."""
+
+
+@dataset.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--name", help="The dataset's name (default: the first file's).")
+@_json_option
+@remote._server_options
+def upload(paths: tuple[str, ...], name: str | None, as_json: bool, url: str,
+           token: str | None) -> None:
+    """Upload files and folders (.txt .md .html .pdf .zip) as one dataset; print its id.
+
+    A folder contributes its supported files, named by their path inside it.
+    """
+    if not upload_files(paths):
+        raise CLIError("no .txt, .md, .html, .pdf or .zip files in " + " ".join(paths))
+    with _connected(url, token) as client:
+        info = client.upload_dataset(paths, name=name)
+    if as_json:
+        click.echo(_as_json(info))
+        return
+    click.echo(str(info.id))
+    click.echo(f"{len(info.files)} file(s), {info.total_size:,} bytes", err=True)
+
+
+@dataset.command("list")
+@_json_option
+@remote._server_options
+def list_datasets(as_json: bool, url: str, token: str | None) -> None:
+    """List your datasets, newest first."""
+    with _connected(url, token) as client:
+        found = client.list_datasets()
+    if as_json:
+        click.echo(_as_json(found))
+        return
+    for info in found:
+        click.echo(_dataset_line(info))
+
+
+def _dataset_line(info: DatasetInfo) -> str:
+    return f"{info.id}  {len(info.files):>5} files  {info.total_size:>12,} bytes  {info.name}"
+
+
+@dataset.command("delete")
+@click.argument("dataset_id", metavar="ID")
+@remote._server_options
+def delete_dataset(dataset_id: str, url: str, token: str | None) -> None:
+    """Delete dataset ID (vector databases built from it stay)."""
+    with _connected(url, token) as client:
+        client.delete_dataset(dataset_id)
+    click.echo(f"deleted dataset {dataset_id}")
+
+
+# -- vector databases -----------------------------------------------------------
+
+
+@click.group()
+def vdb() -> None:
+    """Create, search, list and delete vector databases."""
+
+
+@vdb.command()
+@click.option("--dataset", "dataset_id", required=True, help="The dataset to index.")
+@click.option("--name", required=True, help="The vector database's name.")
+@click.option("--chunk-size", type=click.IntRange(min=1), help="Tokens per chunk (default 200).")
+@click.option("--chunk-overlap", type=click.IntRange(min=0),
+              help="Tokens shared by neighbouring chunks (default 20).")
+@click.option("--model", "embedding_model", help="Embedding model (default all-MiniLM-L6-v2).")
+@click.option("--expires-in", type=float, metavar="SECONDS",
+              help="The build must be done this long after submission, or it expires.")
+@click.option("--wait", "then_wait", is_flag=True, help="Then show the build's progress "
+              "until it ends, like `genai-jobs wait`.")
+@remote._timeout_option
+@_json_option
+@remote._server_options
+@click.pass_context
+def create(ctx: click.Context, dataset_id: str, name: str, chunk_size: int | None,
+           chunk_overlap: int | None, embedding_model: str | None, expires_in: float | None,
+           then_wait: bool, timeout: float | None, as_json: bool, url: str,
+           token: str | None) -> None:
+    """Create a vector database from a dataset and start its build; print its id.
+
+    The build is a job: `genai-jobs wait BUILD_ID` shows its progress.
+    """
+    with _connected(url, token) as client:
+        info = client.create_vector_database(
+            dataset_id, name, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+            embedding_model=embedding_model, expires_in=expires_in)
+    click.echo(_as_json(info) if as_json else str(info.id))
+    click.echo(f"building as job {info.build_status_id}; follow it with: "
+               f"genai-jobs wait {info.build_status_id}", err=True)
+    if then_wait:
+        with remote._connected(url, token, str(info.build_status_id)) as jobs:
+            _wait(ctx, jobs, str(info.build_status_id), timeout)
+
+
+def _wait(ctx: click.Context, jobs: Client, status_id: str, timeout: float | None) -> None:
+    remote._wait_and_exit(ctx, jobs, status_id, timeout)
+
+
+@vdb.command()
+@click.argument("vdb_id", metavar="ID")
+@click.argument("query")
+@click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="How many chunks to return.")
+@_json_option
+@remote._server_options
+def search(vdb_id: str, query: str, k: int, as_json: bool, url: str,
+           token: str | None) -> None:
+    """Print the K chunks of vector database ID nearest QUERY, best first."""
+    with _connected(url, token) as client:
+        hits = client.search(vdb_id, query, k)
+    if as_json:
+        click.echo(_as_json(hits))
+        return
+    for hit in hits:
+        click.echo(_hit_line(hit))
+
+
+def _hit_line(hit: SearchHit) -> str:
+    where = f"{hit.document_name}#{hit.chunk_index}"
+    if hit.page is not None:
+        where += f" (page {hit.page})"
+    text = " ".join(hit.text.split())
+    if len(text) > SNIPPET_CHARS:
+        text = text[:SNIPPET_CHARS - 1] + "…"
+    return f"{hit.score:.3f}  {where}  {text}"
+
+
+@vdb.command("get")
+@click.argument("vdb_id", metavar="ID")
+@_json_option
+@remote._server_options
+def get_vdb(vdb_id: str, as_json: bool, url: str, token: str | None) -> None:
+    """Print vector database ID."""
+    with _connected(url, token) as client:
+        info = client.get_vector_database(vdb_id)
+    click.echo(_as_json(info) if as_json else _vdb_line(info))
+
+
+@vdb.command("list")
+@_json_option
+@remote._server_options
+def list_vdbs(as_json: bool, url: str, token: str | None) -> None:
+    """List your vector databases, newest first."""
+    with _connected(url, token) as client:
+        found = client.list_vector_databases()
+    if as_json:
+        click.echo(_as_json(found))
+        return
+    for info in found:
+        click.echo(_vdb_line(info))
+
+
+def _vdb_line(info: VectorDatabaseInfo) -> str:
+    line = f"{info.id}  {info.execution_status:<9}  {info.chunk_count:>8,} chunks  {info.name}"
+    return f"{line}: {info.error_message}" if info.error_message else line
+
+
+@vdb.command("delete")
+@click.argument("vdb_id", metavar="ID")
+@remote._server_options
+def delete_vdb(vdb_id: str, url: str, token: str | None) -> None:
+    """Delete vector database ID (a build still running is aborted)."""
+    with _connected(url, token) as client:
+        client.delete_vector_database(vdb_id)
+    click.echo(f"deleted vector database {vdb_id}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(dataset)
+    group.add_command(vdb)

@@ -1,0 +1,229 @@
+"""Uploaded files made into a dataset's documents: types, limits, archives, names.
+
+Everything a client could get wrong is found here, before anything is stored,
+and reported as DatasetRejected naming the file (an archive's member as
+`archive.zip/path/in/archive.md`). Nothing is ever written to a disk: the
+documents' bytes go to the store, so no name can point outside a data folder;
+unsafe names are refused all the same, since they only come from mistakes or
+attacks. Archives are read member by member with a cap on what each may
+expand to, so a zip bomb costs no more memory than the limits allow.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import stat
+import warnings
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from genai_jobs.vectors.records import DatasetRejected, Document, DocumentKind
+from genai_jobs.vectors.settings import VectorSettings
+
+KINDS_BY_SUFFIX = {
+    ".txt": DocumentKind.TEXT,
+    ".text": DocumentKind.TEXT,
+    ".md": DocumentKind.MARKDOWN,
+    ".markdown": DocumentKind.MARKDOWN,
+    ".html": DocumentKind.HTML,
+    ".htm": DocumentKind.HTML,
+    ".pdf": DocumentKind.PDF,
+}
+ARCHIVE_SUFFIX = ".zip"
+SUPPORTED = ", ".join(sorted([*KINDS_BY_SUFFIX, ARCHIVE_SUFFIX]))
+# How much of a member is decompressed at a time while its size is checked.
+READ_BLOCK_BYTES = 1024 * 1024
+# A PDF's header may follow a little junk; readers look this far for it.
+PDF_HEADER_WINDOW = 1024
+# Entries that archivers add beside the files (macOS resource forks, Finder data).
+_ARCHIVE_JUNK = re.compile(r"(^|/)(__MACOSX|\.DS_Store)(/|$)")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_file_bytes: int
+    max_files: int
+    max_total_bytes: int
+    max_expansion_ratio: float
+
+    @classmethod
+    def from_settings(cls, settings: VectorSettings) -> Limits:
+        return cls(settings.dataset_max_file_bytes, settings.dataset_max_files,
+                   settings.dataset_max_total_bytes, settings.dataset_max_expansion_ratio)
+
+
+def read_upload(files: Sequence[tuple[str, bytes]], limits: Limits) -> list[Document]:
+    """The documents of uploaded `(file name, bytes)` pairs, archives expanded."""
+    documents: list[Document] = []
+    for raw_name, content in files:
+        name = safe_name(raw_name, raw_name)
+        if name.lower().endswith(ARCHIVE_SUFFIX):
+            documents.extend(expand_archive(name, content, limits))
+        else:
+            documents.append(check_document(name, content, limits))
+        _check_totals(documents, limits, name)
+    _check_unique(documents)
+    return documents
+
+
+def safe_name(raw: str, shown: str) -> str:
+    """`raw` as a relative POSIX path with no way out of its folder; else rejected."""
+    if not raw or any(ord(char) < 32 for char in raw) or "\\" in raw:
+        raise DatasetRejected(shown, "the name is empty or has control characters or "
+                                     "backslashes", "unsafe_name")
+    if raw.startswith("/") or _DRIVE.match(raw):
+        raise DatasetRejected(shown, "absolute paths are not allowed", "unsafe_name")
+    parts = [part for part in raw.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts:
+        raise DatasetRejected(shown, "the path leaves its folder ('..')", "unsafe_name")
+    return "/".join(parts)
+
+
+def kind_of(name: str) -> DocumentKind:
+    kind = KINDS_BY_SUFFIX.get(PurePosixPath(name).suffix.lower())
+    if kind is None:
+        raise DatasetRejected(name, f"unsupported file type; supported: {SUPPORTED}",
+                              "unsupported_type")
+    return kind
+
+
+def check_document(name: str, content: bytes, limits: Limits) -> Document:
+    kind = kind_of(name)
+    if not content:
+        raise DatasetRejected(name, "the file is empty", "empty_file")
+    if len(content) > limits.max_file_bytes:
+        raise DatasetRejected(name, f"{len(content):,} bytes is over the limit of "
+                                    f"{limits.max_file_bytes:,} per file", "file_too_large")
+    if kind is DocumentKind.PDF:
+        check_pdf(name, content)
+    else:
+        check_text(name, content)
+    return Document(name, kind, content)
+
+
+def check_text(name: str, content: bytes) -> None:
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetRejected(name, f"not UTF-8 text (byte {exc.start})", "not_text") from exc
+    if "\x00" in text:
+        raise DatasetRejected(name, "not text: it contains NUL bytes", "not_text")
+    if not text.strip():
+        raise DatasetRejected(name, "the file has no text (only white space)", "empty_file")
+
+
+def check_pdf(name: str, content: bytes) -> None:
+    """The header always; with pypdf installed (the embeddings extra), that it opens too."""
+    if b"%PDF-" not in content[:PDF_HEADER_WINDOW]:
+        raise DatasetRejected(name, "not a PDF: no %PDF- header", "corrupt_pdf")
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PyPdfError
+    except ImportError:  # the build will parse it, and name it if it is broken
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pypdf warns about what it can repair
+            reader = PdfReader(io.BytesIO(content))
+            if reader.is_encrypted:
+                raise DatasetRejected(name, "the PDF is encrypted", "encrypted_pdf")
+            pages = len(reader.pages)
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            RecursionError, OSError) as exc:
+        raise DatasetRejected(name, f"corrupt PDF: {_first_line(exc)}", "corrupt_pdf") from exc
+    if pages == 0:
+        raise DatasetRejected(name, "the PDF has no pages", "empty_file")
+
+
+def expand_archive(name: str, content: bytes, limits: Limits) -> list[Document]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(content))
+        members = [info for info in archive.infolist()
+                   if not info.is_dir() and not _ARCHIVE_JUNK.search(info.filename)]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
+        raise DatasetRejected(name, f"not a readable zip archive: {_first_line(exc)}",
+                              "corrupt_archive") from exc
+    _check_declared_sizes(name, len(content), members, limits)
+    with archive:
+        return [_read_member(archive, name, info, limits) for info in members]
+
+
+def _check_declared_sizes(name: str, size: int, members: list[zipfile.ZipInfo],
+                          limits: Limits) -> None:
+    if len(members) > limits.max_files:
+        raise DatasetRejected(name, f"{len(members):,} files is over the limit of "
+                                    f"{limits.max_files:,}", "too_many_files")
+    declared = sum(info.file_size for info in members)
+    if declared > limits.max_expansion_ratio * max(size, 1):
+        raise DatasetRejected(name, f"expands to {declared:,} bytes, more than "
+                                    f"{limits.max_expansion_ratio:g} times its size: "
+                                    "refused as a zip bomb", "zip_bomb")
+    if declared > limits.max_total_bytes:
+        raise DatasetRejected(name, f"expands to {declared:,} bytes, over the limit of "
+                                    f"{limits.max_total_bytes:,}", "dataset_too_large")
+
+
+def _read_member(archive: zipfile.ZipFile, archive_name: str, info: zipfile.ZipInfo,
+                 limits: Limits) -> Document:
+    shown = f"{archive_name}/{info.filename}"
+    name = f"{archive_name}/{safe_name(info.filename, shown)}"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise DatasetRejected(shown, "symbolic links are not allowed", "unsafe_name")
+    if info.flag_bits & 0x1:
+        raise DatasetRejected(shown, "the entry is encrypted", "encrypted_archive")
+    if name.lower().endswith(ARCHIVE_SUFFIX):
+        raise DatasetRejected(shown, "archives inside archives are not supported",
+                              "nested_archive")
+    kind_of(name)  # an unsupported type is refused before it is decompressed
+    if info.file_size > limits.max_file_bytes:
+        raise DatasetRejected(shown, f"{info.file_size:,} bytes is over the limit of "
+                                     f"{limits.max_file_bytes:,} per file", "file_too_large")
+    return check_document(name, _decompress(archive, info, shown, limits), limits)
+
+
+def _decompress(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str,
+                limits: Limits) -> bytes:
+    """The member's bytes, read a block at a time: never more than the limit, whatever
+    its header claims (zipfile also stops at the declared size and checks the CRC)."""
+    cap = min(limits.max_file_bytes, info.file_size)
+    parts: list[bytes] = []
+    seen = 0
+    try:
+        with archive.open(info) as member:
+            while block := member.read(READ_BLOCK_BYTES):
+                seen += len(block)
+                if seen > cap:
+                    raise DatasetRejected(shown, "expands past its declared size or the "
+                                                 "per-file limit", "zip_bomb")
+                parts.append(block)
+    except (zipfile.BadZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
+        raise DatasetRejected(shown, f"cannot be decompressed: {_first_line(exc)}",
+                              "corrupt_archive") from exc
+    return b"".join(parts)
+
+
+def _check_totals(documents: list[Document], limits: Limits, last: str) -> None:
+    if len(documents) > limits.max_files:
+        raise DatasetRejected(last, f"the dataset has over {limits.max_files:,} files",
+                              "too_many_files")
+    total = sum(len(document.content) for document in documents)
+    if total > limits.max_total_bytes:
+        raise DatasetRejected(last, f"the dataset's {total:,} bytes are over the limit of "
+                                    f"{limits.max_total_bytes:,}", "dataset_too_large")
+
+
+def _check_unique(documents: Iterable[Document]) -> None:
+    seen: set[str] = set()
+    for document in documents:
+        if document.name in seen:
+            raise DatasetRejected(document.name, "two files have this name", "duplicate_name")
+        seen.add(document.name)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,143 @@
+"""Searching vectors: exact (numpy) by default, an HNSW graph (faiss, extra `ann`) on request.
+
+The vectors of a vector database are read from the store once and kept, as one
+float32 matrix, in an in-process cache bounded in bytes (least recently used
+out first). Vectors are unit length, so the inner product is the cosine.
+An HNSW graph, when asked for, is built in a thread in the background; exact
+search answers until it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import importlib.util
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger("genai_jobs.vectors")
+
+Matrix = npt.NDArray[np.float32]
+Vector = npt.NDArray[np.float32]
+# HNSW parameters: neighbours per node, and the breadth of the build and of a search.
+HNSW_NEIGHBOURS = 32
+HNSW_EF_CONSTRUCTION = 80
+# bench/vectors.py: recall@10 0.97 at 100,000 clustered vectors, about 2 ms a query.
+HNSW_EF_SEARCH = 512
+
+
+def faiss_available() -> bool:
+    return importlib.util.find_spec("faiss") is not None
+
+
+class VectorIndex:
+    """One vector database's vectors, searchable."""
+
+    def __init__(self, matrix: Matrix) -> None:
+        self.matrix = matrix
+        self._hnsw: Any = None
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self.matrix.nbytes)
+
+    @property
+    def approximate(self) -> bool:
+        return self._hnsw is not None
+
+    def search(self, query: Vector, k: int) -> list[tuple[int, float]]:
+        """The `k` rows nearest `query`, best first, as (row, score)."""
+        if self._hnsw is not None:
+            return self._search_hnsw(query, k)
+        return exact_search(self.matrix, query, k)
+
+    def build_hnsw(self) -> None:
+        """Build the HNSW graph (seconds to minutes: run it in a thread)."""
+        import faiss
+
+        graph = faiss.IndexHNSWFlat(self.matrix.shape[1], HNSW_NEIGHBOURS,
+                                    faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        graph.add(self.matrix)
+        graph.hnsw.efSearch = HNSW_EF_SEARCH
+        self._hnsw = graph
+
+    def _search_hnsw(self, query: Vector, k: int) -> list[tuple[int, float]]:
+        scores, rows = self._hnsw.search(query.reshape(1, -1), min(k, len(self.matrix)))
+        return [(int(row), float(score)) for row, score in zip(rows[0], scores[0], strict=True)
+                if row >= 0]
+
+
+def exact_search(matrix: Matrix, query: Vector, k: int) -> list[tuple[int, float]]:
+    if len(matrix) == 0:
+        return []
+    # One pass over the matrix: at 100,000 x 384 it reads 154 MB, so memory bandwidth,
+    # not arithmetic, sets the time; nothing else here copies it.
+    scores = matrix @ query
+    k = min(k, len(scores))
+    best = np.argpartition(scores, len(scores) - k)[len(scores) - k:]
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [(int(row), float(scores[row])) for row in best]
+
+
+Loader = Callable[[], Awaitable[Matrix]]
+
+
+class IndexCache:
+    """Indexes by key, at most `max_bytes` of vectors in all; one load per key at a time."""
+
+    def __init__(self, max_bytes: int, use_hnsw: bool = False, hnsw_min_rows: int = 0) -> None:
+        self.max_bytes = max_bytes
+        self.use_hnsw = use_hnsw and faiss_available()
+        self.hnsw_min_rows = hnsw_min_rows
+        self._indexes: collections.OrderedDict[Hashable, VectorIndex] = collections.OrderedDict()
+        self._loading: dict[Hashable, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(index.size_bytes for index in self._indexes.values())
+
+    async def get(self, key: Hashable, load: Loader) -> VectorIndex:
+        index = self._hit(key)
+        if index is not None:
+            return index
+        lock = self._loading.setdefault(key, asyncio.Lock())
+        async with lock:  # concurrent searches of a cold database load it once
+            index = self._hit(key)
+            if index is None:
+                index = VectorIndex(await load())
+                self._keep(key, index)
+        self._loading.pop(key, None)
+        return index
+
+    def evict(self, match: Callable[[Hashable], bool]) -> None:
+        for key in [key for key in self._indexes if match(key)]:
+            del self._indexes[key]
+
+    def _hit(self, key: Hashable) -> VectorIndex | None:
+        index = self._indexes.get(key)
+        if index is not None:
+            self._indexes.move_to_end(key)
+        return index
+
+    def _keep(self, key: Hashable, index: VectorIndex) -> None:
+        if index.size_bytes > self.max_bytes:
+            return  # served this once, but too large to keep
+        while self._indexes and self.size_bytes + index.size_bytes > self.max_bytes:
+            self._indexes.popitem(last=False)
+        self._indexes[key] = index
+        if self.use_hnsw and len(index.matrix) >= self.hnsw_min_rows:
+            task = asyncio.create_task(self._build_hnsw(key, index))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _build_hnsw(self, key: Hashable, index: VectorIndex) -> None:
+        try:
+            await asyncio.to_thread(index.build_hnsw)
+        except Exception:  # exact search goes on answering
+            log.exception("building the HNSW index of %s failed", key)
