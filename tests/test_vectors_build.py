@@ -115,8 +115,10 @@ def test_progress_rises_monotonically_to_all_chunks_embedded(built: dict[str, An
     assert built["seen"][-1]["progressMessage"] == f"embedded {total:,} of {total:,} chunks"
     embedded = [int(job["progressMessage"].split()[1].replace(",", "")) for job in seen
                 if job["progressMessage"].startswith("embedded")]
+    # How many intermediate reports a watcher sees depends on the machine's speed
+    # (progress is written at most every 0.2 s): only their order is asserted.
     assert embedded == sorted(embedded)
-    assert len(set(embedded)) >= 2
+    assert embedded[-1] == total
 
 
 def test_chunks_are_token_windows_of_the_model_s_tokenizer_with_the_overlap(
