@@ -89,6 +89,39 @@ class Run:
         return True
 
 
+Outcome = dict[str, Any]
+
+
+def rotating_rounds(ctx: Run, what: str, setups: Sequence[str],
+                    ours: Callable[[str], Outcome], peer: Callable[[str], Outcome],
+                    summary: Callable[[Outcome], str]) -> list[Outcome]:
+    """Run every setup once a round, each round starting one setup later, so that
+    no setup always runs first (or last) on a machine whose load drifts.
+
+    `ours(key)` runs a setup "ours-...", `peer(name)` a setup "peer-NAME";
+    `summary(outcome)` may add summary fields to a good outcome and returns its log
+    line. A setup that fails is recorded as {"failed": ...} and the others still run.
+    """
+    samples: list[Outcome] = []
+    for round_no in range(ctx.rounds):
+        shift = round_no % len(setups)
+        for key in [*setups[shift:], *setups[:shift]]:
+            if ctx.out_of_time(f"{what} {key} round {round_no}"):
+                break
+            if key.startswith("ours-"):
+                try:
+                    outcome = ours(key)
+                except Exception as exc:  # recorded, and the other setups still run
+                    outcome = {"failed": f"{type(exc).__name__}: {exc}"}
+            else:
+                outcome = peer(key.removeprefix("peer-"))
+            outcome.update(setup=key, round=round_no)
+            line = f"FAILED: {outcome['failed']}" if "failed" in outcome else summary(outcome)
+            ctx.log(f"  round {round_no} {key:26} {line}")
+            samples.append(outcome)
+    return samples
+
+
 # -- statistics -----------------------------------------------------------------
 
 def quantile(values: Sequence[float], q: float) -> float:

@@ -39,6 +39,7 @@ from bench.harness import (
     Run,
     Service,
     percentiles,
+    rotating_rounds,
     scratch_store,
     services,
     spread,
@@ -101,32 +102,21 @@ def run(ctx: Run) -> dict[str, Any]:
     layouts = ("inprocess",) if ctx.smoke else ("inprocess", "worker")
     setups = [f"ours-{kind}-{layout}" for kind in ctx.backends for layout in layouts]
     setups += [f"peer-{name}" for name in peers_runner.available(ctx)]
-    samples: list[dict[str, Any]] = []
-    for round_no in range(ctx.rounds):
-        shift = round_no % len(setups)
-        for key in setups[shift:] + setups[:shift]:
-            if ctx.out_of_time(f"round trip {key} round {round_no}"):
-                break
-            if key.startswith("ours-"):
-                _, kind, layout = key.split("-")
-                try:
-                    outcome = ours(ctx, kind, layout, jobs)
-                except Exception as exc:
-                    outcome = {"failed": f"{type(exc).__name__}: {exc}"}
-            else:
-                outcome = peers_runner.run_peer(key.removeprefix("peer-"), "roundtrip", jobs,
-                                                timeout=180 + jobs)
-            outcome.update(setup=key, round=round_no)
-            if "failed" not in outcome:
-                outcome["completed"] = percentiles(outcome.get("completed_ms", []))
-                outcome["running"] = percentiles(outcome.get("running_ms", []))
-                ctx.log(f"  round {round_no} {key:26} submit->RUNNING p50 "
-                        f"{outcome['running']['p50']:6.2f} ms   submit->COMPLETED p50 "
-                        f"{outcome['completed']['p50']:6.2f} p90 {outcome['completed']['p90']:6.2f}"
-                        f" p99 {outcome['completed']['p99']:6.2f} ms")
-            else:
-                ctx.log(f"  round {round_no} {key:26} FAILED: {outcome['failed']}")
-            samples.append(outcome)
+    def run_ours(key: str) -> dict[str, Any]:
+        _, kind, layout = key.split("-")
+        return ours(ctx, kind, layout, jobs)
+
+    def run_peer(name: str) -> dict[str, Any]:
+        return peers_runner.run_peer(name, "roundtrip", jobs, timeout=180 + jobs)
+
+    def summary(outcome: dict[str, Any]) -> str:
+        outcome["completed"] = percentiles(outcome.get("completed_ms", []))
+        outcome["running"] = percentiles(outcome.get("running_ms", []))
+        return (f"submit->RUNNING p50 {outcome['running']['p50']:6.2f} ms   submit->COMPLETED"
+                f" p50 {outcome['completed']['p50']:6.2f} p90 {outcome['completed']['p90']:6.2f}"
+                f" p99 {outcome['completed']['p99']:6.2f} ms")
+
+    samples = rotating_rounds(ctx, "round trip", setups, run_ours, run_peer, summary)
     return {"settings": {"jobs": jobs, "warmup_jobs": WARMUP_JOBS,
                          "pause_ms": PAUSE_SECONDS * 1000,
                          "long_poll_seconds": LONG_POLL_SECONDS, "rounds": ctx.rounds},

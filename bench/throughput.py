@@ -36,6 +36,7 @@ from bench.harness import (
     cpu_seconds,
     noop_job,
     opened,
+    rotating_rounds,
     scalar,
     scratch_store,
     services,
@@ -137,29 +138,19 @@ def run(ctx: Run) -> dict[str, Any]:
     ways = ("http",) if ctx.smoke else ("http", "store")
     setups = [f"ours-{kind}-{via}" for kind in ctx.backends for via in ways]
     setups += [f"peer-{name}" for name in peers_runner.available(ctx)]
-    samples: list[dict[str, Any]] = []
-    for round_no in range(ctx.rounds):
-        shift = round_no % len(setups)
-        for key in setups[shift:] + setups[:shift]:
-            if ctx.out_of_time(f"throughput {key} round {round_no}"):
-                break
-            if key.startswith("ours-"):
-                _, kind, via = key.split("-")
-                try:
-                    outcome = one_run(ctx, kind, via, jobs)
-                except Exception as exc:  # recorded, and the other setups still run
-                    outcome = {"failed": f"{type(exc).__name__}: {exc}"}
-            else:
-                outcome = peers_runner.run_peer(key.removeprefix("peer-"), "throughput", jobs,
-                                                timeout=120 + jobs / 10)
-            outcome.update(setup=key, round=round_no)
-            samples.append(outcome)
-            if "failed" in outcome:
-                ctx.log(f"  round {round_no} {key:22} FAILED: {outcome['failed']}")
-            else:
-                ctx.log(f"  round {round_no} {key:22} {outcome['jobs_per_second']:7.0f} jobs/s"
-                        + (f"  (submitted at {outcome['submit_per_second']:.0f}/s)"
-                           if "submit_per_second" in outcome else ""))
+    def run_ours(key: str) -> dict[str, Any]:
+        _, kind, via = key.split("-")
+        return one_run(ctx, kind, via, jobs)
+
+    def run_peer(name: str) -> dict[str, Any]:
+        return peers_runner.run_peer(name, "throughput", jobs, timeout=120 + jobs / 10)
+
+    def summary(outcome: dict[str, Any]) -> str:
+        submitted = outcome.get("submit_per_second")
+        return (f"{outcome['jobs_per_second']:7.0f} jobs/s"
+                + (f"  (submitted at {submitted:.0f}/s)" if submitted is not None else ""))
+
+    samples = rotating_rounds(ctx, "throughput", setups, run_ours, run_peer, summary)
     return {"settings": {"jobs": jobs, "worker_processes": WORKER_PROCESSES,
                          "worker_concurrency": 4, "submitters": SUBMITTERS,
                          "rounds": ctx.rounds},
