@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-
 from bench.pg_clients import A_CLAIM_SQL
 from bench.pg_drivers import CLAIM_TYPE, DEFAULT_ADMIN_URL, build, create_database, drop_database
 

@@ -57,8 +57,6 @@ from typing import Any
 import asyncpg
 import psycopg
 import psycopg_pool
-from psycopg import sql
-
 from bench.pg_clients import (
     A_CLAIM_SQL,
     A_COMPLETE_SQL,
@@ -75,6 +73,8 @@ from bench.pg_clients import (
     dollar_params,
     status_request,
 )
+from psycopg import sql
+
 from genai_jobs.store.postgres.store import PostgresStore
 from genai_jobs.tokens import hash_secret, new_secret
 

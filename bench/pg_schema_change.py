@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-
 from bench.pg_clients import AsyncpgContender, Contender, PsycopgContender, status_request
 from bench.pg_drivers import (
     CLAIM_TYPE,
