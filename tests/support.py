@@ -7,10 +7,12 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -111,6 +113,20 @@ class ServiceProcess:
 
         return poll_until(found, timeout, what=f"{pattern!r} in the output")
 
+    def freeze_between_writes(self, database_url: str, tries: int = 200) -> None:
+        """SIGSTOP the process at a moment it holds no SQLite write lock. A process paused
+        inside a write transaction stalls every writer of the file until it resumes (SQLite
+        has one writer at a time), which is not the pause under test: a lease that lapses
+        while everyone else can still write."""
+        path = database_url.removeprefix("sqlite:///")
+        for _ in range(tries):
+            os.kill(self.pid, signal.SIGSTOP)
+            if _can_take_write_lock(path):
+                return
+            os.kill(self.pid, signal.SIGCONT)
+            time.sleep(0.01)
+        raise AssertionError(f"{self.args[0]} held the write lock at each of {tries} tries")
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
@@ -151,8 +167,22 @@ class Server:
             ["worker", "--database-url", self.database_url, "--app", SAMPLE_APP, *extra],
             process_env(env), self.tmp / f"{name}-{time.monotonic_ns()}.log",
         ).start()
-        worker.wait_for_output(r"genai-jobs worker")
+        try:
+            worker.wait_for_output(r"genai-jobs worker")
+        except BaseException:
+            worker.close()
+            raise
         return worker
+
+
+def _can_take_write_lock(path: str) -> bool:
+    with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as conn:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        conn.execute("ROLLBACK")
+        return True
 
 
 def start_server(tmp: Path, *extra: str, env: Mapping[str, str] | None = None,
@@ -166,10 +196,14 @@ def start_server(tmp: Path, *extra: str, env: Mapping[str, str] | None = None,
          *extra],
         process_env(env), tmp / f"serve-{port}.log",
     ).start()
-    service.wait_for_output(r"genai-jobs serving on")
-    token = admin_token or service.wait_for_output(r"^(gj_\S+)$").group(1)
-    url = f"http://127.0.0.1:{port}"
-    poll_until(lambda: _healthy(url), STARTUP_SECONDS, what="the server's /healthz")
+    try:
+        service.wait_for_output(r"genai-jobs serving on")
+        token = admin_token or service.wait_for_output(r"^(gj_\S+)$").group(1)
+        url = f"http://127.0.0.1:{port}"
+        poll_until(lambda: _healthy(url), STARTUP_SECONDS, what="the server's /healthz")
+    except BaseException:
+        service.close()
+        raise
     return Server(url, database_url, token, service, tmp)
 
 

@@ -72,7 +72,7 @@ def test_a_stale_worker_that_wakes_up_mid_rebuild_cannot_mix_into_the_index(
         job_id = vdb["buildStatusId"]
         stale = start_worker(server, workers, "stale")
         wait_for_progress(client, job_id, "embedded", timeout=90)
-        os.kill(stale.pid, signal.SIGSTOP)  # frozen mid-build: its lease lapses
+        stale.freeze_between_writes(server.database_url)  # mid-build: its lease lapses
         try:
             start_worker(server, workers, "rescuer")
             wait_for_progress(client, job_id, "started over: embedded", timeout=90)

@@ -273,7 +273,7 @@ def test_a_worker_that_lost_its_lease_cannot_finish_the_job(api: Server, tmp_pat
         job_id = submit(client, "test.async_sleep",
                         {"seconds": 60, "retry_seconds": 2, "record": str(record)})
         started_on(record)
-        os.kill(paused.pid, signal.SIGSTOP)
+        paused.freeze_between_writes(api.database_url)
         try:
             poll_until(lambda: client.get(f"/api/v2/genai/jobs/{job_id}/").json()["status"]
                        == "INITIALIZED", timeout=15, what="the lapsed lease to be taken back")
