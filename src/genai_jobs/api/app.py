@@ -35,7 +35,8 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
     )
     services = Services(store=store, registry=registry, settings=settings)
     app.state.services = services
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       per_route=vectors_api.body_limits())
     app.add_middleware(StatusFastPath, services=services)  # added last: runs first
     errors.install(app)
     app.include_router(status.router, prefix=API_PREFIX)

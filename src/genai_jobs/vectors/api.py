@@ -354,6 +354,11 @@ async def _vectors_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
+def body_limits() -> dict[tuple[str, str], int]:
+    """Request body limits of these routes where they differ from the API's own."""
+    return {("POST", f"{API_PREFIX}/datasets/"): vector_settings().dataset_max_upload_bytes}
+
+
 def install(app: FastAPI, services: Services) -> None:
     """Add the routes of datasets, vector databases and search to `app`."""
     app.state.vector_services = VectorServices(services, vector_settings())
@@ -362,4 +367,4 @@ def install(app: FastAPI, services: Services) -> None:
     app.include_router(vector_databases, prefix=API_PREFIX)
 
 
-__all__ = ["install"]
+__all__ = ["body_limits", "install"]

@@ -14,7 +14,9 @@ MIB = 1024 * 1024
 class VectorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENAI_JOBS_", extra="ignore")
 
-    # Uploads (each request is also bounded by GENAI_JOBS_MAX_BODY_BYTES).
+    # Uploads. One upload request's body, files and form framing together; it
+    # replaces GENAI_JOBS_MAX_BODY_BYTES on the upload route only.
+    dataset_max_upload_bytes: int = Field(default=512 * MIB, ge=1024)
     dataset_max_file_bytes: int = Field(default=50 * MIB, ge=1)
     dataset_max_files: int = Field(default=1000, ge=1)
     dataset_max_total_bytes: int = Field(default=500 * MIB, ge=1)
