@@ -828,6 +828,21 @@ async def test_a_revoked_token_is_no_longer_found(store: Store) -> None:
         await store.revoke_token(uuid4())
 
 
+async def test_token_and_job_are_read_together_as_the_token_may_see_them(store: Store) -> None:
+    admin = await store.create_token("ops", True, "hash-admin")
+    user = await store.create_token("acme", False, "hash-user")
+    revoked = await store.create_token("acme", False, "hash-revoked")
+    await store.revoke_token(revoked.id)
+    own = await submit(store, tenant="acme")
+    other = await submit(store, tenant="globex")
+    assert await store.find_token_and_job("hash-user", own.id) == (user, own)
+    assert await store.find_token_and_job("hash-user", other.id) == (user, None)
+    assert await store.find_token_and_job("hash-user", uuid4()) == (user, None)
+    assert await store.find_token_and_job("hash-admin", other.id) == (admin, other)
+    assert await store.find_token_and_job("hash-revoked", own.id) == (None, None)
+    assert await store.find_token_and_job("hash-unknown", own.id) == (None, None)
+
+
 # -- the change feed ------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """The status poll's happy path, answered before the framework sees the request.
 
 `GET /api/v2/genai/status/{id}/` is what every client polls, and it is cheap
-work: two indexed lookups and seven fields. Routing it through Starlette's
+work: one indexed lookup of token and job together, and seven fields. Routing it through Starlette's
 middleware and FastAPI's routing would cost more than the work itself
 (bench/ measures both). So a request for it that has no query string is
 answered here, with the same body and headers as the route in
@@ -44,14 +44,12 @@ class StatusFastPath:
         secret = _bearer_secret(scope) if match else None
         if match is None or secret is None:
             return False
-        store = self.services.store
         try:
-            token = await store.find_token(hash_secret(secret))
-            if token is None:
-                return False
-            job = await store.get(UUID(match.group(1)),
-                                  None if token.is_admin else token.tenant)
-        except (ValueError, DomainError):  # not a UUID, unknown job, store down: the route says
+            token, job = await self.services.store.find_token_and_job(
+                hash_secret(secret), UUID(match.group(1)))
+        except (ValueError, DomainError):  # not a UUID, store down: the route says
+            return False
+        if token is None or job is None:  # the route answers 401 or 404
             return False
         self.services.note_token_use(token)
         body = status_body(job)

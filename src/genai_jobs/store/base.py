@@ -16,6 +16,7 @@ from uuid import UUID
 
 from genai_jobs.domain import (
     Job,
+    JobNotFound,
     JobPage,
     JobQuery,
     JobState,
@@ -128,6 +129,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def find_token(self, secret_hash: str) -> TokenRecord | None:
         """The live (not revoked) token with this hash."""
+
+    async def find_token_and_job(self, secret_hash: str,
+                                 job_id: UUID) -> tuple[TokenRecord | None, Job | None]:
+        """The live token with this hash and, if that token may see it, the job: the
+        status poll's two lookups. Stores override it to read both in one round trip."""
+        token = await self.find_token(secret_hash)
+        if token is None:
+            return None, None
+        try:
+            return token, await self.get(job_id, None if token.is_admin else token.tenant)
+        except JobNotFound:
+            return token, None
 
     @abc.abstractmethod
     async def touch_token(self, token_id: UUID, when: datetime) -> None: ...

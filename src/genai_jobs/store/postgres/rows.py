@@ -38,12 +38,12 @@ def job_from_row(row: Row) -> Job:
     )
 
 
-def token_from_row(row: Row) -> TokenRecord:
+def token_from_row(row: Row, prefix: str = "") -> TokenRecord:
     return TokenRecord(
-        id=row["id"],
-        tenant=row["tenant"],
-        is_admin=row["is_admin"],
-        created_at=row["created_at"],
-        last_used_at=row["last_used_at"],
-        revoked_at=row["revoked_at"],
+        id=row[prefix + "id"],
+        tenant=row[prefix + "tenant"],
+        is_admin=row[prefix + "is_admin"],
+        created_at=row[prefix + "created_at"],
+        last_used_at=row[prefix + "last_used_at"],
+        revoked_at=row[prefix + "revoked_at"],
     )

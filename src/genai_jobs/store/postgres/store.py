@@ -310,6 +310,14 @@ class PostgresStore(Store):
                              " AND revoked_at IS NULL", (secret_hash,))
         return None if row is None else token_from_row(row)
 
+    async def find_token_and_job(self, secret_hash: str,
+                                 job_id: UUID) -> tuple[TokenRecord | None, Job | None]:
+        async with self._connection() as conn:
+            row = await _one(conn, _TOKEN_AND_JOB, (job_id, secret_hash))
+        if row is None:
+            return None, None
+        return token_from_row(row, "token_"), None if row["id"] is None else job_from_row(row)
+
     async def touch_token(self, token_id: UUID, when: datetime) -> None:
         async with self._connection() as conn:
             await conn.execute("UPDATE tokens SET last_used_at = %s WHERE id = %s",
@@ -384,6 +392,17 @@ _EXPIRE = (
 _PURGE = (
     "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at < %s"
     " AND status IN ('COMPLETED', 'ERROR', 'ABORTED', 'EXPIRED') LIMIT %s FOR UPDATE SKIP LOCKED)"
+)
+
+
+# The status poll's token and job in one round trip: the token's columns renamed
+# beside the job's, the job left NULL where the token may not see it.
+_TOKEN_AND_JOB = (
+    "SELECT t.id AS token_id, t.tenant AS token_tenant, t.is_admin AS token_is_admin,"
+    " t.created_at AS token_created_at, t.last_used_at AS token_last_used_at,"
+    " t.revoked_at AS token_revoked_at, j.*"
+    " FROM tokens t LEFT JOIN jobs j ON j.id = %s AND (t.is_admin OR j.tenant = t.tenant)"
+    " WHERE t.secret_hash = %s AND t.revoked_at IS NULL"
 )
 
 

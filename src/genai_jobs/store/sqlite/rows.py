@@ -62,12 +62,12 @@ def job_from_row(row: sqlite3.Row) -> Job:
     )
 
 
-def token_from_row(row: sqlite3.Row) -> TokenRecord:
+def token_from_row(row: sqlite3.Row, prefix: str = "") -> TokenRecord:
     return TokenRecord(
-        id=UUID(row["id"]),
-        tenant=row["tenant"],
-        is_admin=bool(row["is_admin"]),
-        created_at=from_epoch(row["created_at"]),
-        last_used_at=maybe_datetime(row["last_used_at"]),
-        revoked_at=maybe_datetime(row["revoked_at"]),
+        id=UUID(row[prefix + "id"]),
+        tenant=row[prefix + "tenant"],
+        is_admin=bool(row[prefix + "is_admin"]),
+        created_at=from_epoch(row[prefix + "created_at"]),
+        last_used_at=maybe_datetime(row[prefix + "last_used_at"]),
+        revoked_at=maybe_datetime(row[prefix + "revoked_at"]),
     )
