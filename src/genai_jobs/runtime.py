@@ -19,7 +19,7 @@ import uvicorn
 from prometheus_client import start_http_server
 
 from genai_jobs import metrics
-from genai_jobs.api import create_app
+from genai_jobs.api import create_asgi_app
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
 from genai_jobs.store import Store, create_store, redact_url
@@ -101,7 +101,7 @@ async def serve(settings: Settings, registry: Registry, announce: Announce) -> N
     listener = bind(settings.host, settings.port)
     async with opened_store(settings) as store:
         await ensure_admin_token(store, announce)
-        server = _Server(uvicorn.Config(create_app(store, registry, settings),
+        server = _Server(uvicorn.Config(create_asgi_app(store, registry, settings),
                                         lifespan="off", log_level="warning",
                                         # Measured: docs/explanation/asgi-server.md.
                                         http="httptools",
