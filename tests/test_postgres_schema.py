@@ -10,10 +10,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from genai_jobs.domain import JobQuery, StoreUnavailable
 from genai_jobs.store.migrations import load_migrations
 from genai_jobs.store.postgres import PostgresStore
 from genai_jobs.store.postgres.store import MIGRATIONS_PACKAGE
 from tests.pg_support import create_database, drop_database, require_postgres
+from tests.store_support import new_job
 from tests.support import run_cli
 
 # Enough rows that the planner prefers indexes to scanning the table.
@@ -145,3 +147,42 @@ def test_hot_queries_use_their_indexes(database: str) -> None:
     purge = _plan(database, "SELECT id FROM jobs WHERE finished_at < now() - interval '1 day'"
                   " AND status IN ('COMPLETED', 'ERROR', 'ABORTED', 'EXPIRED') LIMIT 500", ())
     assert "jobs_finished" in purge
+
+
+def test_a_running_store_keeps_working_when_a_migration_adds_columns(database: str) -> None:
+    """psycopg prepares a statement on its fifth use; a prepared `SELECT *` would fail with
+    "cached plan must not change result type" after ALTER TABLE ... ADD COLUMN."""
+    migrate(database)
+
+    async def run() -> None:
+        store = PostgresStore(database, pool_size=1)  # one connection: every call reuses it
+        await store.open()
+        try:
+            await store.create_token("acme", False, "hash")
+            job = (await store.submit(new_job())).job
+            for _ in range(8):  # past the prepare threshold
+                await store.get(job.id)
+                await store.find_token_and_job("hash", job.id)
+                await store.list_jobs(JobQuery(tenant="acme"))
+                await store.find_token("hash")
+            with psycopg.connect(database, autocommit=True) as conn:
+                conn.execute("ALTER TABLE jobs ADD COLUMN added_later text")
+                conn.execute("ALTER TABLE tokens ADD COLUMN added_later text")
+            assert (await store.get(job.id)).id == job.id
+            token, seen = await store.find_token_and_job("hash", job.id)
+            assert token is not None
+            assert seen is not None
+            assert seen.id == job.id
+            assert (await store.list_jobs(JobQuery(tenant="acme"))).total_count == 1
+            assert await store.find_token("hash") == token
+            for _ in range(8):
+                await store.get(job.id)
+            with psycopg.connect(database, autocommit=True) as conn:  # a column changes type
+                conn.execute("ALTER TABLE jobs ALTER COLUMN message TYPE varchar(100000)")
+            with pytest.raises(StoreUnavailable, match="outdated by a migration"):
+                await store.get(job.id)  # once: the connection is replaced
+            assert (await store.get(job.id)).id == job.id
+        finally:
+            await store.close()
+
+    asyncio.run(run())

@@ -8,6 +8,20 @@ from genai_jobs.domain import Job, JobState, TokenRecord
 
 Row = dict[str, Any]
 
+# Statements name their columns instead of `*`: psycopg prepares a statement on
+# its fifth use, and a prepared `SELECT *` fails ("cached plan must not change
+# result type") once a migration adds a column to the table.
+JOB_COLUMNS = ("id, tenant, job_type, payload, description, status, message, result, "
+               "result_location, progress, progress_message, attempts, max_attempts, "
+               "priority, created_at, updated_at, started_at, finished_at, expires_at,"
+               " run_after, abort_reason, lease_id, lease_owner, lease_expires_at")
+TOKEN_COLUMNS = "id, tenant, is_admin, created_at, last_used_at, revoked_at"
+
+
+def qualified(columns: str, table: str) -> str:
+    """`columns` as `table.column`, for statements that join or update from a CTE."""
+    return ", ".join(f"{table}.{column}" for column in columns.split(", "))
+
 
 def job_from_row(row: Row) -> Job:
     return Job(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import select
 import uuid
@@ -22,6 +23,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg import AsyncConnection, sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -48,7 +50,14 @@ from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
 from genai_jobs.store.migrations import load_migrations
 from genai_jobs.store.postgres.listener import Listener
-from genai_jobs.store.postgres.rows import Row, job_from_row, token_from_row
+from genai_jobs.store.postgres.rows import (
+    JOB_COLUMNS,
+    TOKEN_COLUMNS,
+    Row,
+    job_from_row,
+    qualified,
+    token_from_row,
+)
 
 log = logging.getLogger("genai_jobs.store.postgres")
 
@@ -62,6 +71,12 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 READY_TIMEOUT_SECONDS = 1.0
 
 Conn = AsyncConnection[DictRow]
+
+# TCP keepalives, unless the URL sets its own: a database host that vanishes without
+# a FIN or RST (power loss, a fail-over) is noticed in about a minute instead of the
+# kernel's default two hours, which no check at checkout can see.
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+              "keepalives_count": "3"}
 
 
 class Now:
@@ -83,8 +98,9 @@ class PostgresStore(Store):
                  statement_timeout_seconds: float = 30.0) -> None:
         self.url = url
         self.changes = ChangeFeed()
+        conninfo = _with_keepalives(url)
         self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, connection_class=Conn,
+            conninfo, min_size=1, max_size=pool_size, open=False, connection_class=Conn,
             kwargs={"autocommit": True, "row_factory": dict_row,
                     "options": f"-c statement_timeout={int(statement_timeout_seconds * 1000)}"
                                " -c TimeZone=UTC"},
@@ -92,7 +108,7 @@ class PostgresStore(Store):
             check=_check_if_disturbed,
             reconnect_timeout=0,  # keep trying for ever: the database may come back
         )
-        self._listener = Listener(url, self.changes)
+        self._listener = Listener(conninfo, self.changes)
         self._listener_task: asyncio.Task[None] | None = None
 
     @property
@@ -151,8 +167,9 @@ class PostgresStore(Store):
             if new.idempotency_key is not None:
                 # Two submissions with one key race here; the unique index makes the
                 # second wait for the first and then see its row.
-                earlier = await _one(conn, "SELECT * FROM jobs WHERE tenant = %s"
-                                     " AND idempotency_key = %s", (new.tenant, new.idempotency_key))
+                earlier = await _one(conn, f"SELECT {JOB_COLUMNS}, request_hash FROM jobs"
+                                     " WHERE tenant = %s AND idempotency_key = %s",
+                                     (new.tenant, new.idempotency_key))
                 if earlier is not None:
                     if earlier["request_hash"] != new.request_hash:
                         raise IdempotencyConflict(new.idempotency_key)
@@ -165,7 +182,7 @@ class PostgresStore(Store):
 
     async def get(self, job_id: UUID, tenant: str | None = None) -> Job:
         async with self._connection() as conn:
-            row = await _one(conn, "SELECT * FROM jobs WHERE id = %s", (job_id,))
+            row = await _one(conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
         if row is None or (tenant is not None and row["tenant"] != tenant):
             raise JobNotFound(job_id)
         return job_from_row(row)
@@ -176,14 +193,15 @@ class PostgresStore(Store):
             total = _required(await _one(conn, sql.SQL("SELECT COUNT(*) AS n FROM jobs {}")
                                          .format(where), params))["n"]
             rows = await (await conn.execute(
-                sql.SQL("SELECT * FROM jobs {} ORDER BY created_at DESC, id DESC"
+                sql.SQL(f"SELECT {JOB_COLUMNS} FROM jobs {{}} ORDER BY created_at DESC, id DESC"
                         " LIMIT %s OFFSET %s").format(where),
                 [*params, query.limit, query.offset])).fetchall()
         return JobPage(jobs=[job_from_row(row) for row in rows], total_count=int(total))
 
     async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
         async with self._transaction() as conn:
-            row = await _one(conn, "SELECT * FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+            row = await _one(conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s FOR UPDATE",
+                             (job_id,))
             if row is None or (tenant is not None and row["tenant"] != tenant):
                 raise JobNotFound(job_id)
             state = JobState(row["status"])
@@ -215,7 +233,7 @@ class PostgresStore(Store):
         async with self._connection() as conn:
             row = await _one(conn, "UPDATE jobs SET lease_expires_at = now() + make_interval("
                              "secs => %s) WHERE id = %s AND lease_id = %s AND status = 'RUNNING'"
-                             " AND lease_expires_at >= now() RETURNING *",
+                             f" AND lease_expires_at >= now() RETURNING {JOB_COLUMNS}",
                              (lease_seconds, lease.job_id, lease.lease_id))
         if row is None:
             raise LeaseLost(lease.job_id)
@@ -273,7 +291,7 @@ class PostgresStore(Store):
     ) -> list[Job]:
         async with self._transaction() as conn:
             rows = await (await conn.execute(
-                "SELECT * FROM jobs WHERE status = 'RUNNING'"
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'RUNNING'"
                 " AND lease_expires_at < COALESCE(%s, now()) FOR UPDATE SKIP LOCKED",
                 (now,))).fetchall()
             return [await _take_back(conn, job_from_row(row), retry_delay_seconds)
@@ -300,13 +318,13 @@ class PostgresStore(Store):
     async def create_token(self, tenant: str, is_admin: bool, secret_hash: str) -> TokenRecord:
         async with self._connection() as conn:
             row = await _one(conn, "INSERT INTO tokens (id, tenant, is_admin, secret_hash)"
-                             " VALUES (%s, %s, %s, %s) RETURNING *",
+                             f" VALUES (%s, %s, %s, %s) RETURNING {TOKEN_COLUMNS}",
                              (uuid.uuid4(), tenant, is_admin, secret_hash))
         return token_from_row(_required(row))
 
     async def find_token(self, secret_hash: str) -> TokenRecord | None:
         async with self._connection() as conn:
-            row = await _one(conn, "SELECT * FROM tokens WHERE secret_hash = %s"
+            row = await _one(conn, f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE secret_hash = %s"
                              " AND revoked_at IS NULL", (secret_hash,))
         return None if row is None else token_from_row(row)
 
@@ -325,13 +343,14 @@ class PostgresStore(Store):
 
     async def list_tokens(self) -> list[TokenRecord]:
         async with self._connection() as conn:
-            rows = await (await conn.execute("SELECT * FROM tokens ORDER BY created_at")).fetchall()
+            rows = await (await conn.execute(
+                f"SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at")).fetchall()
         return [token_from_row(row) for row in rows]
 
     async def revoke_token(self, token_id: UUID) -> TokenRecord:
         async with self._connection() as conn:
             row = await _one(conn, "UPDATE tokens SET revoked_at = COALESCE(revoked_at, now())"
-                             " WHERE id = %s RETURNING *", (token_id,))
+                             f" WHERE id = %s RETURNING {TOKEN_COLUMNS}", (token_id,))
         if row is None:
             raise TokenNotFound(token_id)
         return token_from_row(row)
@@ -346,12 +365,21 @@ class PostgresStore(Store):
         """A pooled connection; an unreachable database becomes StoreUnavailable."""
         try:
             async with self._pool.connection(timeout=timeout) as conn:
-                yield conn
+                try:
+                    yield conn
+                except psycopg.errors.FeatureNotSupported:
+                    # A statement prepared before a migration changed its table: close
+                    # the connection (the pool replaces it) so that only this call fails.
+                    await conn.close()
+                    raise
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(f"PostgreSQL is unavailable: {_first_line(exc)}") from exc
         except psycopg.errors.UndefinedTable as exc:
             raise StoreUnavailable("the PostgreSQL store is not migrated: run "
                                    "`genai-jobs migrate`") from exc
+        except psycopg.errors.FeatureNotSupported as exc:
+            raise StoreUnavailable(f"PostgreSQL statement outdated by a migration: "
+                                   f"{_first_line(exc)}") from exc
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Conn]:
@@ -362,7 +390,7 @@ class PostgresStore(Store):
 _INSERT_JOB = (
     "INSERT INTO jobs (id, tenant, job_type, payload, description, status, max_attempts,"
     " priority, expires_at, idempotency_key, request_hash)"
-    " VALUES (%s, %s, %s, %s, %s, 'INITIALIZED', %s, %s, %s, %s, %s) RETURNING *"
+    f" VALUES (%s, %s, %s, %s, %s, 'INITIALIZED', %s, %s, %s, %s, %s) RETURNING {JOB_COLUMNS}"
 )
 
 # SKIP LOCKED: a row another claimer holds is passed over, never waited for.
@@ -374,7 +402,8 @@ _CLAIM = (
     " lease_id = gen_random_uuid(), lease_owner = %s,"
     " lease_expires_at = now() + make_interval(secs => %s),"
     " started_at = COALESCE(jobs.started_at, now()), updated_at = now()"
-    " FROM picked WHERE jobs.id = picked.id AND jobs.status = 'INITIALIZED' RETURNING jobs.*"
+    " FROM picked WHERE jobs.id = picked.id AND jobs.status = 'INITIALIZED' RETURNING "
+    + qualified(JOB_COLUMNS, "jobs")
 )
 
 _EXPIRE = (
@@ -385,7 +414,7 @@ _EXPIRE = (
     " WHERE (status = 'INITIALIZED' AND expires_at <= COALESCE(%(now)s, now()))"
     "    OR (status = 'RUNNING' AND expires_at <="
     "        COALESCE(%(now)s, now()) - make_interval(secs => %(grace)s))"
-    " RETURNING *"
+    f" RETURNING {JOB_COLUMNS}"
 )
 
 # Batches with SKIP LOCKED: purging never holds many locks, nor waits on busy rows.
@@ -400,10 +429,16 @@ _PURGE = (
 _TOKEN_AND_JOB = (
     "SELECT t.id AS token_id, t.tenant AS token_tenant, t.is_admin AS token_is_admin,"
     " t.created_at AS token_created_at, t.last_used_at AS token_last_used_at,"
-    " t.revoked_at AS token_revoked_at, j.*"
+    " t.revoked_at AS token_revoked_at, " + qualified(JOB_COLUMNS, "j") +
     " FROM tokens t LEFT JOIN jobs j ON j.id = %s AND (t.is_admin OR j.tenant = t.tenant)"
     " WHERE t.secret_hash = %s AND t.revoked_at IS NULL"
 )
+
+
+def _with_keepalives(url: str) -> str:
+    given = conninfo_to_dict(url)
+    return make_conninfo(url, **{key: value for key, value in KEEPALIVES.items()
+                                 if key not in given})
 
 
 async def _one(conn: Conn, query: Any, params: Any) -> Row | None:
@@ -433,13 +468,28 @@ def _list_filter(query: JobQuery) -> tuple[sql.Composable, list[Any]]:
     return sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses), params
 
 
-def _assignment(column: str, value: Any) -> tuple[sql.Composable, list[Any]]:
-    target = sql.Identifier(column)
+def _placeholder(value: Any) -> str:
     if isinstance(value, Now):
-        return sql.SQL("{} = now()").format(target), []
+        return "now()"
     if isinstance(value, NowPlus):
-        return sql.SQL("{} = now() + make_interval(secs => %s)").format(target), [value.seconds]
-    return sql.SQL("{} = %s").format(target), [value]
+        return "now() + make_interval(secs => %s)"
+    return "%s"
+
+
+def _parameters(values: Collection[Any]) -> list[Any]:
+    """The values behind `_placeholder`s, in order."""
+    return [value.seconds if isinstance(value, NowPlus) else value
+            for value in values if not isinstance(value, Now)]
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(shape: tuple[tuple[str, str], ...], extra_condition: str) -> str:
+    """UPDATE ... RETURNING for one set of (column, placeholder) pairs. Composed once per
+    shape: composing costs more than the round trip on a quiet database."""
+    assignments = sql.SQL(", ").join(sql.SQL("{} = " + placeholder).format(sql.Identifier(column))
+                                     for column, placeholder in shape)
+    return sql.SQL("UPDATE jobs SET {} WHERE id = %s AND status = %s" + extra_condition
+                   + f" RETURNING {JOB_COLUMNS}").format(assignments).as_string(None)
 
 
 async def _update_one(
@@ -452,14 +502,9 @@ async def _update_one(
     assignments = {**fields, "status": target.value, "updated_at": NOW}
     if target.is_terminal or target is JobState.INITIALIZED:
         assignments.update(lease_id=None, lease_owner=None, lease_expires_at=None)
-    parts, params = [], []
-    for column, value in assignments.items():
-        part, values = _assignment(column, value)
-        parts.append(part)
-        params.extend(values)
-    query = sql.SQL("UPDATE jobs SET {} WHERE id = %s AND status = %s" + extra_condition
-                    + " RETURNING *").format(sql.SQL(", ").join(parts))
-    row = await _one(conn, query, [*params, job_id, current.value, *extra_params])
+    shape = tuple((column, _placeholder(value)) for column, value in assignments.items())
+    row = await _one(conn, _update_statement(shape, extra_condition),
+                     [*_parameters(assignments.values()), job_id, current.value, *extra_params])
     if row is None:
         raise await _lost_race(conn, job_id, target)
     return job_from_row(row)
