@@ -14,7 +14,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,embeddings]'
+	$(BIN)/pip install --quiet -e '.[dev,embeddings,ann]'
 
 ## Install and start the service on the embedded SQLite store (./genai-jobs.db).
 serve: install
