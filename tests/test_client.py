@@ -384,3 +384,35 @@ async def test_async_errors(server: Any, async_client: AsyncClient) -> None:
     async with AsyncClient(f"http://127.0.0.1:{_free_port()}", token="t") as client:
         with pytest.raises(TransportError):
             await client.list()
+
+
+def _silent_listener() -> socket.socket:
+    """A port that accepts connections (the kernel does) and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    return sock
+
+
+def test_a_server_that_never_answers_is_a_transport_error_after_the_timeout() -> None:
+    with _silent_listener() as sock:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with Client(url, token="t", timeout=0.5) as client, \
+                pytest.raises(TransportError, match=r"no answer within 0\.5s"):
+            client.status(uuid4())
+
+
+async def test_async_transport_errors_say_what_failed() -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    async with AsyncClient(url, token="t", timeout=5) as client:
+        with pytest.raises(TransportError) as caught:
+            await client.status(uuid4())
+    assert str(caught.value).startswith(f"cannot reach the server at {url}: ")
+    assert caught.value.url == url
+    with _silent_listener() as sock:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        started = time.monotonic()
+        async with AsyncClient(url, token="t", timeout=0.5) as client:
+            with pytest.raises(TransportError, match=r"no answer within 0\.5s"):
+                await client.status(uuid4())
+        assert time.monotonic() - started < QUICK_SECONDS

@@ -205,9 +205,16 @@ class BaseClient:
     def job_types_call(self) -> Call[list[JobTypeInfo]]:
         return Call("GET", f"{API_PREFIX}/jobTypes/", _job_types, action="list job types")
 
+    def read_seconds(self, call: Call[Any]) -> float:
+        """How long to wait for the answer: a long-poll's is late on purpose."""
+        return self.timeout + call.held_seconds
+
     def timeout_for(self, call: Call[Any]) -> httpx.Timeout:
-        # A long-poll's answer is late on purpose; only the read may take longer.
-        return httpx.Timeout(self.timeout, read=self.timeout + call.held_seconds)
+        return httpx.Timeout(self.timeout, read=self.read_seconds(call))
+
+    def absolute_url(self, call: Call[Any]) -> str:
+        """The call's URL; paths are under the server URL, `next` links are absolute."""
+        return call.url if "://" in call.url else self.url + call.url
 
     # -- answers ------------------------------------------------------------
 
@@ -265,11 +272,20 @@ class BaseClient:
     def transport_error(self, exc: httpx.RequestError) -> TransportError:
         """Our error for a request that got no answer."""
         if isinstance(exc, httpx.ConnectTimeout):
-            reason = f"no connection within {self.timeout:g}s"
-        elif isinstance(exc, httpx.TimeoutException):
-            reason = f"no answer within {self.timeout:g}s"
-        else:
-            reason = str(exc) or type(exc).__name__
+            return self.unreachable(self.no_connection)
+        if isinstance(exc, httpx.TimeoutException):
+            return self.unreachable(self.no_answer)
+        return self.unreachable(str(exc) or type(exc).__name__)
+
+    @property
+    def no_connection(self) -> str:
+        return f"no connection within {self.timeout:g}s"
+
+    @property
+    def no_answer(self) -> str:
+        return f"no answer within {self.timeout:g}s"
+
+    def unreachable(self, reason: str) -> TransportError:
         return TransportError(f"cannot reach the server at {self.url}: {reason}", url=self.url)
 
     # -- waiting ------------------------------------------------------------
