@@ -264,12 +264,12 @@ def part_roundtrip(section: dict[str, Any], plots: Path) -> str:
             f"One no-op job at a time with idle workers, {s['jobs']} jobs per round after "
             f"{s['warmup_jobs']} unrecorded, {s['pause_ms']:.0f} ms between jobs, {s['rounds']} "
             f"rounds. `inprocess`: `serve --workers 1`; `worker`: `serve --workers 0` and one "
-            f"`genai-jobs worker`. The client (one keep-alive httpx client) submits with "
-            f"`POST /jobs/` and follows with `GET /status/{{id}}/?waitSeconds="
-            f"{s['long_poll_seconds']}` until COMPLETED: submit→COMPLETED is what a client "
-            f"sees. submit→RUNNING is the wall clock when the handler started (it notes it) "
-            f"minus the wall clock before the submit. Figures in ms: median over rounds of "
-            f"each round's percentile (min–max of rounds).\n\n"
+            f"`genai-jobs worker`. The client (the project's `AsyncClient`, one keep-alive "
+            f"session) submits with `POST /jobs/` and follows with `wait()`, long-polls of "
+            f"`GET /jobs/{{id}}/?waitSeconds=...` until COMPLETED: submit→COMPLETED is what "
+            f"a client sees. submit→RUNNING is the wall clock when the handler started (it "
+            f"notes it) minus the wall clock before the submit. Figures in ms: median over "
+            f"rounds of each round's percentile (min–max of rounds).\n\n"
             + table(["system", "→RUNNING p50", "p90", "p99", "→COMPLETED p50", "p90", "p99",
                      "p50 ÷ best peer", "notes"], rows)
             + "\n\n" + _image("Round trip", _plot_roundtrip, section, plots)

@@ -7,17 +7,18 @@ Setups, each on a fresh scratch store:
 - `ours-<store>-worker`: `genai-jobs serve --workers 0` plus one
   `genai-jobs worker` process (how PostgreSQL deployments run).
 
-The client is one keep-alive `httpx.Client` in this process. Per job:
+The client is the project's own `AsyncClient` (one keep-alive session) in this
+process, as the peers are driven by their own clients. Per job:
 
-- submit: `POST /api/v2/genai/jobs/` (`bench.noop`), the clock started just before;
-- submit->COMPLETED: `GET /api/v2/genai/status/{id}/?waitSeconds=10` repeated until
-  the answer is terminal (each long-poll answers as soon as the status changes),
-  the clock stopped when the COMPLETED answer has arrived: what a client sees;
+- submit: `client.submit("bench.noop")` (`POST /api/v2/genai/jobs/`), the clock
+  started just before;
+- submit->COMPLETED: `client.wait(id)`, which long-polls `GET /api/v2/genai/jobs/
+  {id}/?waitSeconds=...` until the job is terminal (each long-poll answers as soon
+  as the status changes), the clock stopped when the COMPLETED answer has arrived:
+  what a client sees;
 - submit->RUNNING: the no-op handler notes `time.time()` when it starts, and that
   minus the wall clock just before the submit is the time until the job ran
-  (read afterwards from the job's result, outside the timing). RUNNING is
-  committed just before the handler starts; a long-poll sees it only when it
-  happens to be waiting at that moment, so it is not used for the figure.
+  (read from the job's result, outside the timing).
 
 20 unrecorded jobs warm up each setup; 10 ms pass between jobs (as the peers
 do) so the worker is idle when the next job arrives. The peers run the same N
@@ -26,12 +27,12 @@ in the same rounds.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from bench import peers_runner
 from bench.harness import (
     NOOP_APP,
@@ -45,32 +46,38 @@ from bench.harness import (
     spread,
 )
 
+from genai_jobs.client import AsyncClient
+from genai_jobs.client.models import JobState
+
 WARMUP_JOBS = 20
 PAUSE_SECONDS = 0.01
 LONG_POLL_SECONDS = 10
-MAX_POLLS = 20
-TERMINAL = {"COMPLETED", "ERROR", "ABORTED", "EXPIRED"}
 
 
-def one_job(client: httpx.Client) -> tuple[float, float]:
+async def one_job(client: AsyncClient) -> tuple[float, float]:
     """(submit->RUNNING ms, submit->COMPLETED ms) of one job."""
     wall = time.time()
     started = time.perf_counter()
-    answer = client.post("/api/v2/genai/jobs/", json={"jobType": NOOP_TYPE, "payload": {}})
-    answer.raise_for_status()
-    status = answer.json()
-    path = f"/api/v2/genai/status/{status['statusId']}/"
-    for _ in range(MAX_POLLS):
-        if status["status"] in TERMINAL:
-            break
-        answer = client.get(path, params={"waitSeconds": LONG_POLL_SECONDS})
-        answer.raise_for_status()
-        status = answer.json()
+    submitted = await client.submit(NOOP_TYPE, {})
+    job = await client.wait(submitted.status_id, timeout=LONG_POLL_SECONDS)
     completed_ms = (time.perf_counter() - started) * 1000
-    if status["status"] != "COMPLETED":
-        raise RuntimeError(f"job {status['statusId']} ended {status['status']}")
-    job = client.get(f"/api/v2/genai/jobs/{status['statusId']}/").json()
-    return (job["result"]["started"] - wall) * 1000, completed_ms
+    if job.status is not JobState.COMPLETED:
+        raise RuntimeError(f"job {job.status_id} ended {job.status.value}")
+    return (job.result["started"] - wall) * 1000, completed_ms
+
+
+async def timed_jobs(base: str, token: str, warmup: int,
+                     jobs: int) -> tuple[list[float], list[float]]:
+    async with AsyncClient(base, token=token, timeout=LONG_POLL_SECONDS + 20) as client:
+        for _ in range(warmup):
+            await one_job(client)
+        running_ms, completed_ms = [], []
+        for _ in range(jobs):
+            await asyncio.sleep(PAUSE_SECONDS)
+            run_ms, done_ms = await one_job(client)
+            running_ms.append(round(run_ms, 3))
+            completed_ms.append(round(done_ms, 3))
+    return running_ms, completed_ms
 
 
 def ours(ctx: Run, kind: str, layout: str, jobs: int) -> dict[str, Any]:
@@ -83,17 +90,9 @@ def ours(ctx: Run, kind: str, layout: str, jobs: int) -> dict[str, Any]:
             starters.append(lambda: Service.genai_jobs("worker", scratch.url, ctx.folder,
                                                        "--app", NOOP_APP, wait=False))
         running = stack.enter_context(services(*starters))
-        client = stack.enter_context(httpx.Client(
-            base_url=running[0].base, timeout=LONG_POLL_SECONDS + 20,
-            headers={"Authorization": f"Bearer {scratch.admin_token}"}))
-        for _ in range(ctx.size(WARMUP_JOBS, WARMUP_JOBS, smoke=2)):
-            one_job(client)
-        running_ms, completed_ms = [], []
-        for _ in range(jobs):
-            time.sleep(PAUSE_SECONDS)
-            run_ms, done_ms = one_job(client)
-            running_ms.append(round(run_ms, 3))
-            completed_ms.append(round(done_ms, 3))
+        running_ms, completed_ms = asyncio.run(timed_jobs(
+            running[0].base, scratch.admin_token,
+            ctx.size(WARMUP_JOBS, WARMUP_JOBS, smoke=2), jobs))
     return {"jobs": jobs, "running_ms": running_ms, "completed_ms": completed_ms}
 
 
