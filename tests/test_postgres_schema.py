@@ -162,14 +162,14 @@ def test_a_running_store_keeps_working_when_a_migration_adds_columns(database: s
             job = (await store.submit(new_job())).job
             for _ in range(8):  # past the prepare threshold
                 await store.get(job.id)
-                await store.find_token_and_job("hash", job.id)
+                await store.find_token_and_status("hash", job.id)
                 await store.list_jobs(JobQuery(tenant="acme"))
                 await store.find_token("hash")
             with psycopg.connect(database, autocommit=True) as conn:
                 conn.execute("ALTER TABLE jobs ADD COLUMN added_later text")
                 conn.execute("ALTER TABLE tokens ADD COLUMN added_later text")
             assert (await store.get(job.id)).id == job.id
-            token, seen = await store.find_token_and_job("hash", job.id)
+            token, seen = await store.find_token_and_status("hash", job.id)
             assert token is not None
             assert seen is not None
             assert seen.id == job.id

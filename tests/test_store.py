@@ -27,6 +27,7 @@ from genai_jobs.domain import (
     JobNotFound,
     JobQuery,
     JobState,
+    JobStatus,
     LeaseLost,
     StoreUnavailable,
     TokenNotFound,
@@ -835,12 +836,13 @@ async def test_token_and_job_are_read_together_as_the_token_may_see_them(store: 
     await store.revoke_token(revoked.id)
     own = await submit(store, tenant="acme")
     other = await submit(store, tenant="globex")
-    assert await store.find_token_and_job("hash-user", own.id) == (user, own)
-    assert await store.find_token_and_job("hash-user", other.id) == (user, None)
-    assert await store.find_token_and_job("hash-user", uuid4()) == (user, None)
-    assert await store.find_token_and_job("hash-admin", other.id) == (admin, other)
-    assert await store.find_token_and_job("hash-revoked", own.id) == (None, None)
-    assert await store.find_token_and_job("hash-unknown", own.id) == (None, None)
+    assert await store.find_token_and_status("hash-user", own.id) == (user, JobStatus.of(own))
+    assert await store.find_token_and_status("hash-user", other.id) == (user, None)
+    assert await store.find_token_and_status("hash-user", uuid4()) == (user, None)
+    assert await store.find_token_and_status("hash-admin", other.id) == (admin,
+                                                                          JobStatus.of(other))
+    assert await store.find_token_and_status("hash-revoked", own.id) == (None, None)
+    assert await store.find_token_and_status("hash-unknown", own.id) == (None, None)
 
 
 # -- the change feed ------------------------------------------------------------------------

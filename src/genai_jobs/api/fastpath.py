@@ -45,7 +45,7 @@ class StatusFastPath:
         if match is None or secret is None:
             return False
         try:
-            token, job = await self.services.store.find_token_and_job(
+            token, job = await self.services.store.find_token_and_status(
                 hash_secret(secret), UUID(match.group(1)))
         except (ValueError, DomainError):  # not a UUID, store down: the route says
             return False

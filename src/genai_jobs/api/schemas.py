@@ -17,7 +17,7 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from genai_jobs.domain import Job
+from genai_jobs.domain import Job, JobStatus
 
 MAX_DESCRIPTION_CHARS = 1000
 
@@ -66,7 +66,7 @@ def iso_utc(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def status_body(job: Job) -> bytes:
+def status_body(job: Job | JobStatus) -> bytes:
     """StatusResponse's JSON for `job`, written directly: the status route's hot path."""
     return orjson.dumps({
         "code": job.code,

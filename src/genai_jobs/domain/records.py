@@ -75,6 +75,33 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class JobStatus:
+    """The part of a job the status route shows (the seed's StatusResponse and its
+    headers): what a status poll reads, without the payload and result."""
+
+    id: UUID
+    job_type: str
+    description: str
+    status: JobState
+    message: str
+    result_location: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, job: Job) -> JobStatus:
+        return cls(job.id, job.job_type, job.description, job.status, job.message,
+                   job.result_location, job.created_at)
+
+    @property
+    def code(self) -> int:
+        return error_code(self.status)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """A worker's exclusive, time-limited right to run one attempt of a job."""
 

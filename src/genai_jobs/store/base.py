@@ -20,6 +20,7 @@ from genai_jobs.domain import (
     JobPage,
     JobQuery,
     JobState,
+    JobStatus,
     Lease,
     NewJob,
     SubmitOutcome,
@@ -130,17 +131,19 @@ class Store(abc.ABC):
     async def find_token(self, secret_hash: str) -> TokenRecord | None:
         """The live (not revoked) token with this hash."""
 
-    async def find_token_and_job(self, secret_hash: str,
-                                 job_id: UUID) -> tuple[TokenRecord | None, Job | None]:
-        """The live token with this hash and, if that token may see it, the job: the
-        status poll's two lookups. Stores override it to read both in one round trip."""
+    async def find_token_and_status(
+            self, secret_hash: str, job_id: UUID) -> tuple[TokenRecord | None, JobStatus | None]:
+        """The live token with this hash and, if that token may see it, the job's status:
+        the status poll's two lookups. Stores override it to read both in one round trip
+        and only the columns the status shows."""
         token = await self.find_token(secret_hash)
         if token is None:
             return None, None
         try:
-            return token, await self.get(job_id, None if token.is_admin else token.tenant)
+            job = await self.get(job_id, None if token.is_admin else token.tenant)
         except JobNotFound:
             return token, None
+        return token, JobStatus.of(job)
 
     @abc.abstractmethod
     async def touch_token(self, token_id: UUID, when: datetime) -> None: ...

@@ -13,7 +13,7 @@ from genai_jobs.api.errors import PayloadRejected, validation_items
 from genai_jobs.api.longpoll import status_fields, wait_for_change
 from genai_jobs.api.schemas import HTTPValidationErrorResponse, StatusResponse, status_body
 from genai_jobs.api.urls import base_url, job_url
-from genai_jobs.domain import Job, JobState
+from genai_jobs.domain import Job, JobState, JobStatus
 
 T = TypeVar("T")
 
@@ -27,7 +27,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def status_headers(job: Job, request: Request, behind_proxy: bool) -> dict[str, str]:
+def status_headers(job: Job | JobStatus, request: Request,
+                   behind_proxy: bool) -> dict[str, str]:
     if not job.is_terminal:
         return {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if job.status is JobState.COMPLETED:

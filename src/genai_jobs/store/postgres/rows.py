@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genai_jobs.domain import Job, JobState, TokenRecord
+from genai_jobs.domain import Job, JobState, JobStatus, TokenRecord
 
 Row = dict[str, Any]
 
@@ -16,6 +16,8 @@ JOB_COLUMNS = ("id, tenant, job_type, payload, description, status, message, res
                "priority, created_at, updated_at, started_at, finished_at, expires_at,"
                " run_after, abort_reason, lease_id, lease_owner, lease_expires_at")
 TOKEN_COLUMNS = "id, tenant, is_admin, created_at, last_used_at, revoked_at"
+# What a status poll reads (JobStatus).
+STATUS_COLUMNS = "id, job_type, description, status, message, result_location, created_at"
 
 
 def qualified(columns: str, table: str) -> str:
@@ -49,6 +51,18 @@ def job_from_row(row: Row) -> Job:
         lease_id=row["lease_id"],
         lease_owner=row["lease_owner"],
         lease_expires_at=row["lease_expires_at"],
+    )
+
+
+def status_from_row(row: Row) -> JobStatus:
+    return JobStatus(
+        id=row["id"],
+        job_type=row["job_type"],
+        description=row["description"],
+        status=JobState(row["status"]),
+        message=row["message"],
+        result_location=row["result_location"],
+        created_at=row["created_at"],
     )
 
 

@@ -36,6 +36,7 @@ from genai_jobs.domain import (
     JobPage,
     JobQuery,
     JobState,
+    JobStatus,
     Lease,
     LeaseLost,
     NewJob,
@@ -52,10 +53,12 @@ from genai_jobs.store.migrations import load_migrations
 from genai_jobs.store.postgres.listener import Listener
 from genai_jobs.store.postgres.rows import (
     JOB_COLUMNS,
+    STATUS_COLUMNS,
     TOKEN_COLUMNS,
     Row,
     job_from_row,
     qualified,
+    status_from_row,
     token_from_row,
 )
 
@@ -328,13 +331,13 @@ class PostgresStore(Store):
                              " AND revoked_at IS NULL", (secret_hash,))
         return None if row is None else token_from_row(row)
 
-    async def find_token_and_job(self, secret_hash: str,
-                                 job_id: UUID) -> tuple[TokenRecord | None, Job | None]:
+    async def find_token_and_status(
+            self, secret_hash: str, job_id: UUID) -> tuple[TokenRecord | None, JobStatus | None]:
         async with self._connection() as conn:
-            row = await _one(conn, _TOKEN_AND_JOB, (job_id, secret_hash))
+            row = await _one(conn, _TOKEN_AND_STATUS, (job_id, secret_hash))
         if row is None:
             return None, None
-        return token_from_row(row, "token_"), None if row["id"] is None else job_from_row(row)
+        return token_from_row(row, "token_"), None if row["id"] is None else status_from_row(row)
 
     async def touch_token(self, token_id: UUID, when: datetime) -> None:
         async with self._connection() as conn:
@@ -424,12 +427,12 @@ _PURGE = (
 )
 
 
-# The status poll's token and job in one round trip: the token's columns renamed
-# beside the job's, the job left NULL where the token may not see it.
-_TOKEN_AND_JOB = (
+# The status poll's token and job status in one round trip: the token's columns
+# renamed beside the job's, the job left NULL where the token may not see it.
+_TOKEN_AND_STATUS = (
     "SELECT t.id AS token_id, t.tenant AS token_tenant, t.is_admin AS token_is_admin,"
     " t.created_at AS token_created_at, t.last_used_at AS token_last_used_at,"
-    " t.revoked_at AS token_revoked_at, " + qualified(JOB_COLUMNS, "j") +
+    " t.revoked_at AS token_revoked_at, " + qualified(STATUS_COLUMNS, "j") +
     " FROM tokens t LEFT JOIN jobs j ON j.id = %s AND (t.is_admin OR j.tenant = t.tenant)"
     " WHERE t.secret_hash = %s AND t.revoked_at IS NULL"
 )

@@ -9,7 +9,11 @@ from uuid import UUID
 
 import orjson
 
-from genai_jobs.domain import Job, JobState, TokenRecord
+from genai_jobs.domain import Job, JobState, JobStatus, TokenRecord
+
+# What a status poll reads (JobStatus), for statements that join it to the token.
+STATUS_COLUMNS = ("j.id, j.job_type, j.description, j.status, j.message, j.result_location,"
+                  " j.created_at")
 
 
 def to_epoch(moment: datetime) -> float:
@@ -59,6 +63,18 @@ def job_from_row(row: sqlite3.Row) -> Job:
         lease_id=None if lease_id is None else UUID(lease_id),
         lease_owner=row["lease_owner"],
         lease_expires_at=maybe_datetime(row["lease_expires_at"]),
+    )
+
+
+def status_from_row(row: sqlite3.Row) -> JobStatus:
+    return JobStatus(
+        id=UUID(row["id"]),
+        job_type=row["job_type"],
+        description=row["description"],
+        status=JobState(row["status"]),
+        message=row["message"],
+        result_location=row["result_location"],
+        created_at=from_epoch(row["created_at"]),
     )
 
 

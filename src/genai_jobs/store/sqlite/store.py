@@ -21,6 +21,7 @@ from genai_jobs.domain import (
     JobPage,
     JobQuery,
     JobState,
+    JobStatus,
     Lease,
     LeaseLost,
     NewJob,
@@ -36,9 +37,11 @@ from genai_jobs.store.changes import ChangeFeed
 from genai_jobs.store.migrations import load_migrations
 from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx
 from genai_jobs.store.sqlite.rows import (
+    STATUS_COLUMNS,
     dump_json,
     from_epoch,
     job_from_row,
+    status_from_row,
     to_epoch,
     token_from_row,
 )
@@ -373,17 +376,17 @@ class SQLiteStore(Store):
         )
         return None if row is None else token_from_row(row)
 
-    async def find_token_and_job(self, secret_hash: str,
-                                 job_id: UUID) -> tuple[TokenRecord | None, Job | None]:
+    async def find_token_and_status(
+            self, secret_hash: str, job_id: UUID) -> tuple[TokenRecord | None, JobStatus | None]:
         row = self._db.query_one(
             "SELECT t.id AS token_id, t.tenant AS token_tenant, t.is_admin AS token_is_admin,"
             " t.created_at AS token_created_at, t.last_used_at AS token_last_used_at,"
-            " t.revoked_at AS token_revoked_at, j.*"
+            f" t.revoked_at AS token_revoked_at, {STATUS_COLUMNS}"
             " FROM tokens t LEFT JOIN jobs j ON j.id = ? AND (t.is_admin OR j.tenant = t.tenant)"
             " WHERE t.secret_hash = ? AND t.revoked_at IS NULL", (str(job_id), secret_hash))
         if row is None:
             return None, None
-        return token_from_row(row, "token_"), None if row["id"] is None else job_from_row(row)
+        return token_from_row(row, "token_"), None if row["id"] is None else status_from_row(row)
 
     async def touch_token(self, token_id: UUID, when: datetime) -> None:
         def touch(tx: WriteTx) -> None:
