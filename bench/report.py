@@ -89,6 +89,7 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
     rows += _target_roundtrip(_section(results, "roundtrip"))
     rows += _target_scale(_section(results, "scale"))
     rows += _target_waiters(_section(results, "waiters"))
+    rows += _target_vectors(_section(results, "vectors"))
     return rows
 
 
@@ -185,6 +186,63 @@ def _target_waiters(section: dict[str, Any]) -> list[list[str]]:
                      " ms", f"{ratio(extra / 100)} of 100 MB; {ratio(p99 / 50)} of 50 ms",
                      verdict(extra < 100 and p99 <= 50)])
     return rows or [["1,000 waiting long-polls", _not_run(section) or "–", "–", "n/a"]]
+
+
+def _target_vectors(section: dict[str, Any]) -> list[list[str]]:
+    if why := _not_run(section):
+        return [["Vector databases: build throughput, search latency, build memory", why, "–",
+                 "n/a"]]
+    return [_target_vector_build(section.get("throughput", {})),
+            *_target_vector_search(section.get("search", {})),
+            _target_vector_memory(section.get("memory", {}))]
+
+
+def _target_vector_build(part: dict[str, Any]) -> list[str]:
+    target = "Vector build throughput ≥ 0.9× raw encode"
+    if why := _not_run(part):
+        return [target, why, "–", "n/a"]
+    # wall_ratio = raw seconds ÷ build seconds = build chunks/s ÷ raw chunks/s: at 0.9 the
+    # job system's extraction, chunking and store writes take 10 % of the build's time.
+    value = part["wall_ratio"]
+    return [target,
+            f"build {num(part['build_chunks_per_second'], 1)} chunks/s, raw encode "
+            f"{num(part['raw_chunks_per_second'], 1)} ({part['chunks']:,} chunks of "
+            f"{part['chunk_tokens']} tokens, best of {part['rounds']})",
+            f"{ratio(value)} (CPU {ratio(part.get('cpu_ratio'))})", verdict(value >= 0.9)]
+
+
+def _target_vector_search(part: dict[str, Any]) -> list[list[str]]:
+    if why := _not_run(part):
+        return [["Vector search p50 (exact ≤ 20 ms, HNSW ≤ 2 ms)", why, "–", "n/a"]]
+    exact = part["exact_p50_ms"]
+    rows = [[f"Exact search p50 at {part['rows']:,} chunks ≤ 20 ms",
+             f"p50 {num(exact, 2)} ms, p99 {num(part['exact_p99_ms'], 2)} ms",
+             f"{ratio(exact / 20)} of the limit", verdict(exact <= 20)]]
+    target = "HNSW search p50 ≤ 2 ms at recall@10 ≥ 0.95"
+    if "hnsw_p50_ms" not in part:
+        return [*rows, [target, "not measured: faiss is not installed (the ann extra)", "–",
+                        "n/a"]]
+    hnsw, recall = part["hnsw_p50_ms"], part["hnsw_recall_at_10"]
+    return [*rows, [target,
+                    f"p50 {num(hnsw, 3)} ms, recall@10 {num(recall, 3)} "
+                    f"({part['rows']:,} chunks)",
+                    f"{ratio(hnsw / 2)} of 2 ms; recall {ratio(recall / 0.95)} of 0.95",
+                    verdict(hnsw <= 2 and recall >= 0.95)]]
+
+
+def _target_vector_memory(part: dict[str, Any]) -> list[str]:
+    target = "Build peak memory bounded (peak RSS at the largest size ≤ 1.2× at the smallest)"
+    if why := _not_run(part):
+        return [target, why, "–", "n/a"]
+    sizes = list(part.values())
+    if len(sizes) < 2:
+        return [target, "fewer than two sizes measured", "–", "n/a"]
+    first, last = sizes[0], sizes[-1]
+    value = last["peak_rss_mb"] / first["peak_rss_mb"]
+    return [target,
+            f"{num(last['peak_rss_mb'], 1)} MiB at {last['chunks']:,} chunks vs "
+            f"{num(first['peak_rss_mb'], 1)} MiB at {first['chunks']:,}",
+            ratio(value), verdict(value <= 1.2)]
 
 
 # -- sections -------------------------------------------------------------------
@@ -355,6 +413,93 @@ def part_memory(section: dict[str, Any], plots: Path) -> str:
             f"{s['rounds']} rounds.\n\n"
             + table(["store, process", "RSS MiB", "PSS MiB"], rows)
             + "\n\n" + _image("Memory", _plot_memory, section, plots))
+
+
+def part_vectors(section: dict[str, Any], plots: Path) -> str:
+    """No plot: a handful of figures, all in the tables."""
+    if why := _not_run(section):
+        return f"## 7. Vector databases\n\n{why}\n"
+    s = section["settings"]
+    return (f"## 7. Vector databases\n\n"
+            f"bench/vectors.py, also runnable alone. **Build throughput**: a real "
+            f"`genai-jobs serve --workers 1` builds a vector database of {s['sentences']:,} "
+            f"sentences in chunks of {s['chunk_size']} tokens (after a first, small build has "
+            f"loaded the model); then the benchmark process encodes the very same chunk texts "
+            f"with `SentenceTransformer.encode` at the build's batch size "
+            f"({s['encode_batch_size']}). Build time is the job's `startedAt` to `finishedAt`: "
+            f"extraction, chunking, store writes and embedding. CPU time is the server "
+            f"process's for the build and the benchmark process's for the encode (a busy "
+            f"machine disturbs it less). Build and encode alternate, {_rounds(s['rounds'])}, "
+            f"best of each. **Search**: {s['search_rows']:,} unit vectors of 384 dimensions in "
+            f"clusters, like real embeddings; {s['search_queries']} queries, stored vectors "
+            f"plus noise, through `VectorIndex.search` (what the search route runs after "
+            f"embedding the query), exact and HNSW, with HNSW's recall@10 against exact. Then "
+            f"the same vectors written with the store API and searched over HTTP "
+            f"({s['http_queries']} searches on `serve --workers 0`, after one unrecorded "
+            f"search that loads the model), which adds embedding the query. **Memory**: the "
+            f"build handler itself, in a fresh process per size, on a real SQLite store with a "
+            f"stub embedder (the model is a constant ~0.3 GB a process; the stub lets the "
+            f"pipeline reach large sizes in seconds); bounded means flat.\n\n"
+            + _vector_throughput_table(section.get("throughput", {})) + "\n\n"
+            + _vector_search_table(section.get("search", {}), section.get("http_search", {}))
+            + "\n\n" + _vector_memory_table(section.get("memory", {})) + "\n")
+
+
+def _vector_throughput_table(part: dict[str, Any]) -> str:
+    if why := _not_run(part):
+        return f"Build throughput: {why}"
+    def each(values: list[float]) -> str:
+        return ", ".join(num(v, 2) for v in values)
+
+    return (f"Build throughput, {part['chunks']:,} chunks, {_rounds(part['rounds'])}:\n\n"
+            + table(["", "build", "raw encode", "ratio"], [
+                ["chunks/s (best round)", num(part["build_chunks_per_second"], 1),
+                 num(part["raw_chunks_per_second"], 1),
+                 f"{ratio(part['wall_ratio'])} build ÷ raw"],
+                ["wall s, each round", each(part["build_wall_seconds"]),
+                 each(part["raw_wall_seconds"]), ""],
+                ["CPU s, each round", each(part["build_cpu_seconds"]),
+                 each(part["raw_cpu_seconds"]),
+                 f"{ratio(part.get('cpu_ratio'))} raw ÷ build (best rounds)"]]))
+
+
+def _rounds(count: int) -> str:
+    return f"{count} round{'' if count == 1 else 's'}"
+
+
+def _vector_search_table(search: dict[str, Any], http: dict[str, Any]) -> str:
+    rows = []
+    if why := _not_run(search):
+        rows.append(["in process", "–", "–", "–", "–", "–", why])
+    else:
+        rows.append(["exact, in process", f"{search['rows']:,}", num(search["exact_p50_ms"], 3),
+                     num(search["exact_p99_ms"], 3), "1 (the truth)", "", ""])
+        if "hnsw_p50_ms" in search:
+            rows.append(["HNSW, in process", f"{search['rows']:,}",
+                         num(search["hnsw_p50_ms"], 3), num(search["hnsw_p99_ms"], 3),
+                         num(search["hnsw_recall_at_10"], 4),
+                         num(search["hnsw_build_seconds"], 1), ""])
+        else:
+            rows.append(["HNSW, in process", "–", "–", "–", "–", "–",
+                         "faiss is not installed (the ann extra)"])
+    if why := _not_run(http):
+        rows.append(["over HTTP", "–", "–", "–", "–", "–", why])
+    else:
+        rows.append(["over HTTP (embeds the query)", f"{http['rows']:,}",
+                     num(http["http_p50_ms"], 2), num(http["http_p99_ms"], 2), "", "",
+                     f"first search {num(http['first_search_seconds'], 2)} s"])
+    return "Search, k = 10:\n\n" + table(
+        ["search", "chunks", "p50 ms", "p99 ms", "recall@10", "index build s", "notes"], rows,
+        "lrrrrrl")
+
+
+def _vector_memory_table(part: dict[str, Any]) -> str:
+    if why := _not_run(part):
+        return f"Build memory: {why}"
+    rows = [[f"{int(size):,}", f"{row['chunks']:,}", num(row["seconds"], 1),
+             num(row["peak_rss_mb"], 1)] for size, row in part.items()]
+    return ("Build memory (whole files of filler text, so a few more chunks than asked):\n\n"
+            + table(["size asked", "chunks", "build s", "peak RSS MiB"], rows))
 
 
 def _peer_settings(section: dict[str, Any]) -> str:
@@ -559,6 +704,7 @@ def render(results: dict[str, Any], plots: Path) -> str:
         part_scale(_section(results, "scale"), plots),
         part_waiters(_section(results, "waiters"), plots),
         part_memory(_section(results, "memory"), plots),
+        part_vectors(_section(results, "vectors"), plots),
         part_environment(results),
     ]
     return head + "\n".join(parts)

@@ -1,6 +1,6 @@
 """Run the whole benchmark and write BENCHMARKS.md with its plots.
 
-    .venv/bin/python bench/run.py             # the full run: about 25-35 minutes on 2 cores
+    .venv/bin/python bench/run.py             # the full run: about 35-45 minutes on 2 cores
     .venv/bin/python bench/run.py --quick     # small sizes, one round: about 5 minutes
     .venv/bin/python bench/run.py --only status_get roundtrip --backends sqlite --no-peers
 
@@ -12,6 +12,8 @@ Sections (bench/<name>.py), in this order:
   scale        status lookup at 1 thousand, 100 thousand, 1 million jobs; list page; size
   waiters      1,000 waiting long-polls: memory, CPU, completion-to-answer time
   memory       RSS of an idle API process, an idle worker, `serve` at rest
+  vectors      vector databases: build vs raw encode, search at 100,000 chunks (exact,
+               HNSW, HTTP), a build's peak memory as it grows (needs the embeddings extra)
 
 Results go to bench/results/benchmarks.json (after every section, so an
 interrupted run keeps what it measured); the report to BENCHMARKS.md and
@@ -43,7 +45,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and the repo impo
 
 from bench import harness, peers_runner, report
 
-SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory")
+SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory", "vectors")
 RESULTS = harness.BENCH / "results" / "benchmarks.json"
 
 
@@ -57,7 +59,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         default=list(harness.BACKENDS))
     parser.add_argument("--no-peers", action="store_true", help="skip Celery, RQ, Procrastinate")
     parser.add_argument("--rounds", type=int, help="rounds per measurement (default 3, quick 1)")
-    parser.add_argument("--max-minutes", type=float, default=40.0,
+    parser.add_argument("--max-minutes", type=float, default=50.0,
                         help="start no new measurement past this many minutes")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the results JSON")
     parser.add_argument("--report", type=Path, default=harness.REPO / "BENCHMARKS.md",

@@ -5,6 +5,8 @@ chunks (exact and HNSW, with recall), and a build's peak memory as the database 
     .venv/bin/python bench/vectors.py --only search   # throughput | search | memory
     .venv/bin/python bench/vectors.py --out bench/results/vectors
 
+Also section 7 of bench/run.py (`run(ctx)`), at the run's sizes (full: as above).
+
 Needs the `embeddings` extra (and `ann` for HNSW). Everything runs on 127.0.0.1 and in
 temporary folders; every loop is bounded.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import statistics
@@ -34,22 +37,80 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parent.parent
-# Run as a script, bench/ comes first on sys.path, where other benchmarks' modules
-# (bench/profile.py) would hide the standard library's.
+# Run as a script, or imported by bench/run.py (a script there too), bench/ is on
+# sys.path, where other benchmarks' modules would hide the standard library's: torch
+# imports cProfile, which imports `profile` and would get bench/profile.py.
 sys.path[:] = [str(REPO), str(REPO / "src"),
                *(entry for entry in sys.path if Path(entry or ".").resolve() != REPO / "bench")]
 
 from tests.support import start_server  # noqa: E402
 from tests.vectors_support import API, create_dataset, create_vdb, filler_text  # noqa: E402
 
+if TYPE_CHECKING:  # annotations only: the memory children stay free of the harness
+    from bench.harness import Run
+
+    from genai_jobs.vectors.index import Matrix
+
 DIM = 384
+SENTENCES = 3000
+CHUNK_SIZE = 64
 SEARCH_ROWS = 100_000
 SEARCH_QUERIES = 300
+HTTP_QUERIES = 100
 MEMORY_SIZES = (25_000, 50_000, 100_000)
+
+
+# -- as a section of bench/run.py -----------------------------------------------------
+
+
+def run(ctx: Run) -> dict[str, Any]:
+    """All three parts at the run's sizes; one that would start past the run's time
+    budget is recorded as skipped instead."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return {"skipped": "needs the embeddings extra"}
+    from genai_jobs.vectors.embeddings import ENCODE_BATCH_SIZE
+    from genai_jobs.vectors.index import faiss_available
+
+    settings: dict[str, Any] = {
+        "sentences": ctx.size(SENTENCES, 600, smoke=40),
+        "chunk_size": CHUNK_SIZE,
+        "rounds": ctx.rounds,
+        "encode_batch_size": ENCODE_BATCH_SIZE,
+        "search_rows": ctx.size(SEARCH_ROWS, 20_000, smoke=2_000),
+        "search_queries": ctx.size(SEARCH_QUERIES, 100, smoke=20),
+        "http_queries": ctx.size(HTTP_QUERIES, 100, smoke=20),
+        # A memory child builds whole files (about 1,750 chunks each): smaller sizes
+        # would all build the same single file.
+        "memory_sizes": list(ctx.size(MEMORY_SIZES, (5_000, 10_000, 20_000),
+                                      smoke=(2_000, 4_000))),
+        "hnsw": faiss_available(),
+    }
+    outcome: dict[str, Any] = {"settings": settings}
+    if _may_start(ctx, outcome, "search"):
+        outcome["search"] = search_latency(settings["search_rows"], settings["search_queries"])
+        ctx.log(f"  search {json.dumps(outcome['search'])}")
+    if _may_start(ctx, outcome, "http_search"):
+        outcome["http_search"] = http_search(settings["search_rows"], settings["http_queries"])
+        ctx.log(f"  http_search {json.dumps(outcome['http_search'])}")
+    if _may_start(ctx, outcome, "memory"):
+        outcome["memory"] = memory(settings["memory_sizes"])
+        ctx.log(f"  memory {json.dumps(outcome['memory'])}")
+    if _may_start(ctx, outcome, "throughput"):
+        outcome["throughput"] = throughput(settings["sentences"], CHUNK_SIZE, ctx.rounds)
+        ctx.log(f"  throughput {json.dumps(outcome['throughput'])}")
+    return outcome
+
+
+def _may_start(ctx: Run, outcome: dict[str, Any], part: str) -> bool:
+    if ctx.out_of_time(f"vectors {part}"):
+        outcome[part] = {"skipped": "time budget spent"}
+        return False
+    return True
 
 
 # -- throughput -----------------------------------------------------------------------
@@ -151,26 +212,27 @@ def clustered_vectors(rows: int, seed: int = 7) -> Any:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((rows // 100, DIM)).astype(np.float32)
+    centres = rng.standard_normal((max(1, rows // 100), DIM)).astype(np.float32)
     vectors = centres[rng.integers(0, len(centres), rows)] + \
         0.6 * rng.standard_normal((rows, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors.astype(np.float32)
 
 
-def search_latency() -> dict[str, Any]:
+def search_latency(rows: int = SEARCH_ROWS, count: int = SEARCH_QUERIES) -> dict[str, Any]:
+    """`count` queries against `rows` vectors in process, exact then HNSW."""
     import numpy as np
 
     from genai_jobs.vectors.index import VectorIndex, exact_search, faiss_available
 
-    matrix = clustered_vectors(SEARCH_ROWS)
+    matrix = clustered_vectors(rows)
     rng = np.random.default_rng(11)
-    queries = matrix[rng.integers(0, SEARCH_ROWS, SEARCH_QUERIES)] + \
-        0.3 * rng.standard_normal((SEARCH_QUERIES, DIM)).astype(np.float32)
+    queries = matrix[rng.integers(0, rows, count)] + \
+        0.3 * rng.standard_normal((count, DIM)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     index = VectorIndex(matrix)
     exact_ms, truth = _timed(index, queries)
-    result: dict[str, Any] = {"rows": SEARCH_ROWS, "queries": SEARCH_QUERIES,
+    result: dict[str, Any] = {"rows": rows, "queries": count,
                               "exact_p50_ms": _p(exact_ms, 50), "exact_p99_ms": _p(exact_ms, 99)}
     if faiss_available():
         started = time.perf_counter()
@@ -199,11 +261,12 @@ def _p(values: list[float], percentile: int) -> float:
     return round(ordered[min(len(ordered) - 1, len(ordered) * percentile // 100)], 3)
 
 
-def http_search() -> dict[str, Any]:
-    """100,000 synthetic vectors written through the store API, searched over HTTP."""
+def http_search(rows: int = SEARCH_ROWS, count: int = HTTP_QUERIES) -> dict[str, Any]:
+    """`rows` synthetic vectors written through the store API, searched over HTTP `count`
+    times after one unrecorded search (which loads the model)."""
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite:///{Path(tmp) / 'jobs.db'}"
-        vdb_id = asyncio.run(_write_synthetic(database_url, "bench"))
+        vdb_id = asyncio.run(_write_synthetic(database_url, "bench", rows))
         server = start_server(Path(tmp), "--workers", "0", database_url=database_url,
                               admin_token=None)
         try:
@@ -213,18 +276,18 @@ def http_search() -> dict[str, Any]:
                 client.post(url, json={"query": "warm up", "k": 10}).raise_for_status()
                 cold = time.perf_counter() - first
                 times = []
-                for n in range(100):
+                for n in range(count):
                     started = time.perf_counter()
                     client.post(url, json={"query": f"question {n}", "k": 10}).raise_for_status()
                     times.append((time.perf_counter() - started) * 1000)
         finally:
             server.service.terminate()
             server.service.close()
-    return {"rows": SEARCH_ROWS, "first_search_seconds": round(cold, 2),
+    return {"rows": rows, "queries": count, "first_search_seconds": round(cold, 2),
             "http_p50_ms": _p(times, 50), "http_p99_ms": _p(times, 99)}
 
 
-async def _write_synthetic(database_url: str, tenant: str) -> str:
+async def _write_synthetic(database_url: str, tenant: str, rows: int) -> str:
     from genai_jobs.store import create_store
     from genai_jobs.vectors.records import Document, DocumentKind, NewChunk, NewVectorDatabase
     from genai_jobs.vectors.store import vector_store_for
@@ -240,14 +303,15 @@ async def _write_synthetic(database_url: str, tenant: str) -> str:
         await vectors.create_vector_database(NewVectorDatabase(
             vdb_id, "admin", "synthetic", dataset.id, "all-MiniLM-L6-v2", DIM, 32, 0, ""))
         await vectors.start_build(vdb_id, uuid.uuid4(), build_id)
-        matrix = clustered_vectors(SEARCH_ROWS)
-        for first in range(0, SEARCH_ROWS, 1000):
+        matrix = clustered_vectors(rows)
+        for first in range(0, rows, 1000):
+            last = min(first + 1000, rows)
             await vectors.add_chunks(vdb_id, build_id, first, [
                 NewChunk("synthetic.txt", seq, None, 0, 0, f"chunk {seq}")
-                for seq in range(first, first + 1000)])
-            await vectors.add_vectors(vdb_id, build_id, first, 1000,
-                                      matrix[first:first + 1000].tobytes())
-        await vectors.finish_build(vdb_id, build_id, SEARCH_ROWS)
+                for seq in range(first, last)])
+            await vectors.add_vectors(vdb_id, build_id, first, last - first,
+                                      matrix[first:last].tobytes())
+        await vectors.finish_build(vdb_id, build_id, rows)
         return str(vdb_id)
     finally:
         await store.close()
@@ -256,13 +320,15 @@ async def _write_synthetic(database_url: str, tenant: str) -> str:
 # -- memory ---------------------------------------------------------------------------
 
 
-def memory() -> dict[str, Any]:
-    sizes = {}
-    for chunks in MEMORY_SIZES:
+def memory(sizes: Sequence[int] = MEMORY_SIZES) -> dict[str, Any]:
+    """One build per size, each in a fresh process: keyed by the size asked for (the
+    build makes whole files, so a few more chunks; each entry says how many)."""
+    peaks = {}
+    for chunks in sizes:
         output = subprocess.run([sys.executable, __file__, "--memory-child", str(chunks)],
                                 capture_output=True, text=True, check=True, timeout=1800)
-        sizes[str(chunks)] = json.loads(output.stdout.strip().splitlines()[-1])
-    return sizes
+        peaks[str(chunks)] = json.loads(output.stdout.strip().splitlines()[-1])
+    return peaks
 
 
 def memory_child(chunks: int) -> None:
@@ -291,7 +357,7 @@ async def _stub_build(chunks: int) -> dict[str, Any]:
     from genai_jobs.vectors.records import Document, DocumentKind, NewVectorDatabase
     from genai_jobs.vectors.store import vector_store_for
 
-    build.get_embedder = lambda name: StubEmbedder()  # type: ignore[assignment]
+    build.get_embedder = lambda name: StubEmbedder()  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as tmp:
         store = create_store(f"sqlite:///{Path(tmp) / 'jobs.db'}")
         await store.open()
@@ -334,20 +400,22 @@ class StubEmbedder:
 
         return [match.span() for match in re.finditer(r"\S+", text)]
 
-    def embed(self, texts: list[str], should_stop: Any = None) -> Any:
+    def embed(self, texts: Sequence[str], should_stop: Callable[[], bool] | None = None
+              ) -> Matrix:
         import numpy as np
 
         rng = np.random.default_rng(len(texts))
         vectors = rng.standard_normal((len(texts), DIM)).astype(np.float32)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        unit: Matrix = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return unit
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["throughput", "search", "memory"], nargs="*")
-    parser.add_argument("--sentences", type=int, default=3000,
+    parser.add_argument("--sentences", type=int, default=SENTENCES,
                         help="corpus size of the throughput run (about 1.6 chunks each at 8)")
-    parser.add_argument("--chunk-size", type=int, default=64)
+    parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)

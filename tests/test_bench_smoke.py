@@ -2,8 +2,10 @@
 
 Not a benchmark and not timed: it checks that every section still runs end to
 end and that the report is written, so the harness cannot rot. Sections that
-need wrk are skipped by the harness where wrk is missing; the plots are drawn
-where matplotlib is installed (the benchmark's own extra, not a test dependency).
+need wrk are skipped by the harness where wrk is missing; the vectors section
+where the embeddings extra is (with it, it loads the real model: about half a
+minute); the plots are drawn where matplotlib is installed (the benchmark's own
+extra, not a test dependency).
 """
 
 from __future__ import annotations
@@ -14,23 +16,26 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support import REPO, process_env
 
-SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory")
+SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory", "vectors")
 NEED_WRK = ("status_get", "scale")
+HAS_EMBEDDINGS = importlib.util.find_spec("sentence_transformers") is not None
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)  # about 25 s without the vectors section, 55 s with it
 def test_the_benchmark_harness_runs_on_tiny_sizes(tmp_path: Path) -> None:
     results, report, plots = tmp_path / "results.json", tmp_path / "BENCHMARKS.md", tmp_path / "p"
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--smoke", "--no-peers",
          "--backends", "sqlite", "--max-minutes", "3", "--results", str(results),
          "--report", str(report), "--plots", str(plots)],
-        cwd=REPO, env=process_env(), capture_output=True, text=True, timeout=110,
+        cwd=REPO, env=process_env(), capture_output=True, text=True, timeout=230,
         stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -39,7 +44,7 @@ def test_the_benchmark_harness_runs_on_tiny_sizes(tmp_path: Path) -> None:
     for name in SECTIONS:
         section = sections[name]
         assert "failed" not in section, (name, section.get("failed"))
-        if name in NEED_WRK and not has_wrk:
+        if (name in NEED_WRK and not has_wrk) or (name == "vectors" and not HAS_EMBEDDINGS):
             assert "skipped" in section
         else:
             assert "skipped" not in section, (name, section["skipped"])
@@ -55,3 +60,22 @@ def test_the_benchmark_harness_runs_on_tiny_sizes(tmp_path: Path) -> None:
     assert sections["throughput"]["summary"]["ours-sqlite-http"]["jobs_per_second"]["n"] == 1
     assert sections["roundtrip"]["summary"]["ours-sqlite-inprocess"]["completed_p50"]["n"] == 1
     assert sections["waiters"]["summary"]["sqlite"]["missing"] == 0
+    if HAS_EMBEDDINGS:
+        _assert_vector_figures(sections["vectors"], text)
+
+
+def _assert_vector_figures(section: dict[str, Any], report: str) -> None:
+    """Every part of the vectors section measured something, and the report shows it."""
+    for part in ("throughput", "search", "http_search", "memory"):
+        assert "skipped" not in section[part], (part, section[part])
+    assert section["throughput"]["chunks"] > 0
+    assert section["throughput"]["wall_ratio"] > 0
+    assert section["search"]["exact_p50_ms"] > 0
+    if importlib.util.find_spec("faiss") is not None:
+        assert section["search"]["hnsw_recall_at_10"] > 0
+    assert section["http_search"]["http_p50_ms"] > 0
+    peaks = [size["peak_rss_mb"] for size in section["memory"].values()]
+    assert len(peaks) == 2
+    assert all(peak > 0 for peak in peaks)
+    assert "## 7. Vector databases" in report
+    assert "| Vector build throughput ≥ 0.9" in report
