@@ -353,7 +353,6 @@ async def _stub_build(chunks: int) -> dict[str, Any]:
     from genai_jobs.handlers import JobContext
     from genai_jobs.store import create_store
     from genai_jobs.vectors import build
-    from genai_jobs.vectors.binding import bind_store
     from genai_jobs.vectors.records import Document, DocumentKind, NewVectorDatabase
     from genai_jobs.vectors.store import vector_store_for
 
@@ -363,7 +362,6 @@ async def _stub_build(chunks: int) -> dict[str, Any]:
         await store.open()
         try:
             await store.migrate()
-            bind_store(store)
             vectors = vector_store_for(store)
             # 8-word chunks without overlap: 400 sentences of 4 words + "number N." per file.
             files = [Document(f"part{n}.txt", DocumentKind.TEXT,
@@ -377,7 +375,8 @@ async def _stub_build(chunks: int) -> dict[str, Any]:
                                              {"vectorDatabaseId": str(vdb_id)}, "", deadline,
                                              1, 0))).job
             ctx = JobContext(job_id=job.id, job_type=job.job_type, attempt=1, max_attempts=1,
-                             deadline=job.expires_at, on_progress=lambda: None)
+                             deadline=job.expires_at, on_progress=lambda: None,
+                             store=store)
             started = time.perf_counter()
             outcome = await build.build_vector_database(
                 ctx, build.BuildPayload(vectorDatabaseId=vdb_id))

@@ -24,7 +24,6 @@ from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
 from genai_jobs.store import Store, create_store, redact_url
 from genai_jobs.tokens import hash_secret, new_secret
-from genai_jobs.vectors.binding import bind_store
 from genai_jobs.worker import Maintenance, Worker
 
 log = logging.getLogger("genai_jobs")
@@ -56,7 +55,6 @@ async def opened_store(settings: Settings) -> AsyncIterator[Store]:
         applied = await store.migrate()
         if applied:
             log.info("applied migrations %s", applied)
-        bind_store(store)  # the vectorDatabase.build handler reads and writes through it
         yield store
     finally:
         await store.close()

@@ -14,7 +14,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from genai_jobs.store import Store
 
 
 class StopReason(enum.Enum):
@@ -53,8 +57,13 @@ class JobContext:
         max_attempts: int,
         deadline: datetime,
         on_progress: Callable[[], None],
+        store: Store | None = None,
     ) -> None:
         self.job_id = job_id
+        # The store the job runs on, for the service's own job types, which read and
+        # write their records there (vectorDatabase.build). A user's handler has its
+        # payload, and writes its outcome by returning it.
+        self.store = store
         self.job_type = job_type
         self.attempt = attempt
         self.max_attempts = max_attempts

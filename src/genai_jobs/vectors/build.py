@@ -28,7 +28,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genai_jobs.domain import Job
 from genai_jobs.handlers import JobContext, JobType, PermanentError, Registry, ResultLocation
-from genai_jobs.vectors.binding import bound_store
 from genai_jobs.vectors.chunking import Chunking, chunk_text
 from genai_jobs.vectors.embeddings import Embedder, get_embedder, unavailable_reason
 from genai_jobs.vectors.extract import ExtractionFailed, extract
@@ -70,7 +69,9 @@ async def build_vector_database(ctx: JobContext, payload: BuildPayload) -> Resul
     reason = unavailable_reason()
     if reason is not None:
         raise PermanentError(f"{JOB_TYPE} {reason}")
-    store = bound_store()
+    store = ctx.store
+    if store is None:
+        raise PermanentError(f"{JOB_TYPE} runs in a worker of genai-jobs (no store given)")
     job = await store.get(ctx.job_id)
     build = await _start(ctx, vector_store_for(store), job, payload.vectorDatabaseId)
     try:

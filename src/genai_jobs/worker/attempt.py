@@ -74,6 +74,7 @@ class Attempt:
             max_attempts=self.job.max_attempts,
             deadline=self.job.expires_at,
             on_progress=on_progress,
+            store=store,
         )
         self._handler: asyncio.Task[Any] | None = None
         self._abort_reason: str | None = None
