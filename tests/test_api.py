@@ -634,8 +634,12 @@ def test_submit_of_an_undecodable_body_is_422(tenant: httpx.Client, raw: bytes) 
     check_validation_error(response, ["body"])
 
 
-def test_a_wrong_method_is_405_with_a_detail(admin: httpx.Client) -> None:
-    check_detail(admin.put(status_path(str(uuid4()))), 405)
+def test_a_wrong_method_is_405_with_a_detail_and_every_allowed_method(
+        admin: httpx.Client) -> None:
+    response = admin.put(status_path(str(uuid4())))
+    check_detail(response, 405)
+    assert response.headers["allow"] == "DELETE, GET"  # two routes, one path
+    assert admin.delete(f"{API}/jobs/").headers["allow"] == "GET, POST"
 
 
 def _oversized_body() -> bytes:

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from genai_jobs.domain import (
     DomainError,
@@ -86,8 +87,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"detail": [{"loc": ["body"], "type": "json_invalid",
                                          "msg": "the request body is not valid JSON"}]},
                             status_code=422)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path. The router's 405 names only the
+    first matching route's, but GET and DELETE of a status are two routes: ask the
+    routes, method by method, which they would take here."""
+    routes = request.app.router.routes
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                   for route in routes)]
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
