@@ -327,6 +327,20 @@ async def test_idempotency_keys_are_per_tenant(store: Store) -> None:
     assert (await store.get(globex.job.id, "globex")).tenant == "globex"
 
 
+async def test_concurrent_submissions_with_one_key_make_one_job(
+        store: Store, other_instance: Store) -> None:
+    """A client that retries while its first request is still in flight: the two race
+    from two API processes, and both must answer with the one job."""
+    for round_no in range(20):
+        key = f"race-{round_no}"
+        outcomes = await asyncio.gather(
+            *(instance.submit(new_job(key=key, request_hash="h"))
+              for instance in (store, other_instance, store, other_instance)))
+        assert sum(outcome.created for outcome in outcomes) == 1
+        assert len({outcome.job.id for outcome in outcomes}) == 1
+    assert (await store.list_jobs(JobQuery(tenant="acme"))).total_count == 20
+
+
 async def test_submissions_without_a_key_are_never_merged(store: Store) -> None:
     first = await store.submit(new_job())
     second = await store.submit(new_job())

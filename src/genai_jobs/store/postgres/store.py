@@ -166,10 +166,20 @@ class PostgresStore(Store):
 
     # -- jobs: submitters -------------------------------------------------
     async def submit(self, new: NewJob) -> SubmitOutcome:
-        async with self._transaction() as conn:
-            if new.idempotency_key is not None:
-                # Two submissions with one key race here; the unique index makes the
-                # second wait for the first and then see its row.
+        values = (uuid.uuid4(), new.tenant, new.job_type, Json(new.payload), new.description,
+                  new.max_attempts, new.priority, new.expires_at, new.idempotency_key,
+                  new.request_hash)
+        # Autocommitted statements: no BEGIN and COMMIT round trips around them.
+        async with self._connection() as conn:
+            if new.idempotency_key is None:
+                return SubmitOutcome(job_from_row(_required(await _one(conn, _INSERT_JOB,
+                                                                       values))), created=True)
+            for _ in range(3):  # bounded: the earlier job may be purged in between
+                # Two submissions with one key may race: ON CONFLICT makes the second
+                # wait for the first to commit, then insert nothing and read its row.
+                row = await _one(conn, _INSERT_KEYED_JOB, values)
+                if row is not None:
+                    return SubmitOutcome(job_from_row(row), created=True)
                 earlier = await _one(conn, f"SELECT {JOB_COLUMNS}, request_hash FROM jobs"
                                      " WHERE tenant = %s AND idempotency_key = %s",
                                      (new.tenant, new.idempotency_key))
@@ -177,11 +187,7 @@ class PostgresStore(Store):
                     if earlier["request_hash"] != new.request_hash:
                         raise IdempotencyConflict(new.idempotency_key)
                     return SubmitOutcome(job_from_row(earlier), created=False)
-            row = await _one(conn, _INSERT_JOB, (
-                uuid.uuid4(), new.tenant, new.job_type, Json(new.payload), new.description,
-                new.max_attempts, new.priority, new.expires_at, new.idempotency_key,
-                new.request_hash))
-        return SubmitOutcome(job_from_row(_required(row)), created=True)
+        raise StoreUnavailable(f"idempotency key {new.idempotency_key!r} keeps changing hands")
 
     async def get(self, job_id: UUID, tenant: str | None = None) -> Job:
         async with self._connection() as conn:
@@ -390,11 +396,15 @@ class PostgresStore(Store):
             yield conn
 
 
-_INSERT_JOB = (
+_INSERT = (
     "INSERT INTO jobs (id, tenant, job_type, payload, description, status, max_attempts,"
     " priority, expires_at, idempotency_key, request_hash)"
-    f" VALUES (%s, %s, %s, %s, %s, 'INITIALIZED', %s, %s, %s, %s, %s) RETURNING {JOB_COLUMNS}"
+    " VALUES (%s, %s, %s, %s, %s, 'INITIALIZED', %s, %s, %s, %s, %s)"
 )
+_INSERT_JOB = f"{_INSERT} RETURNING {JOB_COLUMNS}"
+# The conflict target names the partial unique index's predicate, as PostgreSQL requires.
+_INSERT_KEYED_JOB = (f"{_INSERT} ON CONFLICT (tenant, idempotency_key)"
+                     f" WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING {JOB_COLUMNS}")
 
 # SKIP LOCKED: a row another claimer holds is passed over, never waited for.
 _CLAIM = (
