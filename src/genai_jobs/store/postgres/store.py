@@ -172,14 +172,14 @@ class PostgresStore(Store):
         # Autocommitted statements: no BEGIN and COMMIT round trips around them.
         async with self._connection() as conn:
             if new.idempotency_key is None:
-                return SubmitOutcome(job_from_row(_required(await _one(conn, _INSERT_JOB,
-                                                                       values))), created=True)
+                job = job_from_row(_required(await _one(conn, _INSERT_JOB, values)))
+                return SubmitOutcome(self._announce(job), created=True)
             for _ in range(3):  # bounded: the earlier job may be purged in between
                 # Two submissions with one key may race: ON CONFLICT makes the second
                 # wait for the first to commit, then insert nothing and read its row.
                 row = await _one(conn, _INSERT_KEYED_JOB, values)
                 if row is not None:
-                    return SubmitOutcome(job_from_row(row), created=True)
+                    return SubmitOutcome(self._announce(job_from_row(row)), created=True)
                 earlier = await _one(conn, f"SELECT {JOB_COLUMNS}, request_hash FROM jobs"
                                      " WHERE tenant = %s AND idempotency_key = %s",
                                      (new.tenant, new.idempotency_key))
@@ -208,6 +208,9 @@ class PostgresStore(Store):
         return JobPage(jobs=[job_from_row(row) for row in rows], total_count=int(total))
 
     async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
+        return self._announce(await self._request_abort(job_id, tenant, reason))
+
+    async def _request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
         async with self._transaction() as conn:
             row = await _one(conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s FOR UPDATE",
                              (job_id,))
@@ -235,8 +238,8 @@ class PostgresStore(Store):
         async with self._connection() as conn:
             rows = await (await conn.execute(_CLAIM, (
                 sorted(job_types), limit, owner, lease_seconds))).fetchall()
-        return [Lease(job_from_row(row), row["lease_id"], owner, row["lease_expires_at"])
-                for row in rows]
+        return [Lease(self._announce(job_from_row(row)), row["lease_id"], owner,
+                      row["lease_expires_at"]) for row in rows]
 
     async def heartbeat(self, lease: Lease, lease_seconds: float) -> Job:
         async with self._connection() as conn:
@@ -257,33 +260,44 @@ class PostgresStore(Store):
                              (fraction, message, lease.job_id, lease.lease_id))
         if row is None:
             raise LeaseLost(lease.job_id)
+        self.changes.job_changed(lease.job_id)
 
     async def complete(self, lease: Lease, result: Any, result_location: str | None) -> Job:
-        async with self._transaction() as conn:
-            return await _end_attempt(conn, lease, JobState.COMPLETED, {
-                "result": Json(result), "result_location": result_location, "progress": 1.0,
-                "message": "", "finished_at": NOW})
+        # The hot path of every job: one statement, where _end_attempt takes four round
+        # trips (BEGIN, the deadline check, the update, COMMIT) for the same decision.
+        async with self._connection() as conn:
+            row = await _one(conn, _COMPLETE, {
+                "result": Json(result), "location": result_location,
+                "expired": rules.EXPIRED_AT_OUTCOME, "id": lease.job_id,
+                "lease": lease.lease_id})
+        if row is None:
+            raise LeaseLost(lease.job_id)
+        return self._announce(job_from_row(row))
 
     async def fail_attempt(self, lease: Lease, message: str, retry_at: datetime | None) -> Job:
         async with self._transaction() as conn:
             if retry_at is None:
-                return await _end_attempt(conn, lease, JobState.ERROR, {
+                job = await _end_attempt(conn, lease, JobState.ERROR, {
                     "message": message, "finished_at": NOW})
-            return await _end_attempt(conn, lease, JobState.INITIALIZED, {
-                "message": message, "run_after": retry_at})
+            else:
+                job = await _end_attempt(conn, lease, JobState.INITIALIZED, {
+                    "message": message, "run_after": retry_at})
+        return self._announce(job)
 
     async def finish(self, lease: Lease, state: JobState, message: str) -> Job:
         if state not in (JobState.ABORTED, JobState.EXPIRED):
             raise ValueError(f"finish() ends an attempt as ABORTED or EXPIRED, not {state}")
         async with self._connection() as conn:
-            return await _update_leased(conn, lease, state, {
+            job = await _update_leased(conn, lease, state, {
                 "message": message, "finished_at": NOW}, require_live_lease=False)
+        return self._announce(job)
 
     async def release(self, lease: Lease, message: str) -> Job:
         async with self._transaction() as conn:
-            return await _update_leased(conn, lease, JobState.INITIALIZED, {
+            job = await _update_leased(conn, lease, JobState.INITIALIZED, {
                 "message": message, "run_after": NOW,
                 "attempts": max(lease.job.attempts - 1, 0)}, require_live_lease=False)
+        return self._announce(job)
 
     # -- maintenance ------------------------------------------------------
     async def expire_overdue(
@@ -368,6 +382,17 @@ class PostgresStore(Store):
         async with self._connection() as conn:
             return int(_required(await _one(conn, "SELECT COUNT(*) AS n FROM tokens", ()))["n"])
 
+    # -- change propagation -------------------------------------------------
+    def _announce(self, job: Job) -> Job:
+        """Wake this process's waiters for a change it committed itself, as the
+        notification will once it has gone round through the database (consumers
+        re-read, so hearing of it twice is harmless): an in-process worker or
+        long-poll saves that round trip."""
+        self.changes.job_changed(job.id)
+        if job.status is JobState.INITIALIZED:
+            self.changes.work_available()
+        return job
+
     # -- connections --------------------------------------------------------
     @contextlib.asynccontextmanager
     async def _connection(self, timeout: float = CONNECT_TIMEOUT_SECONDS) -> AsyncIterator[Conn]:
@@ -427,6 +452,23 @@ _EXPIRE = (
     " WHERE (status = 'INITIALIZED' AND expires_at <= COALESCE(%(now)s, now()))"
     "    OR (status = 'RUNNING' AND expires_at <="
     "        COALESCE(%(now)s, now()) - make_interval(secs => %(grace)s))"
+    f" RETURNING {JOB_COLUMNS}"
+)
+
+# An attempt's success, or EXPIRED when the deadline passed first (by the database's
+# clock, as _end_attempt decides it); the lease must still hold unless it expires.
+_COMPLETE = (
+    "UPDATE jobs SET"
+    " status = CASE WHEN expires_at <= now() THEN 'EXPIRED' ELSE 'COMPLETED' END,"
+    " result = CASE WHEN expires_at <= now() THEN result ELSE %(result)s END,"
+    " result_location = CASE WHEN expires_at <= now() THEN result_location"
+    "   ELSE %(location)s END,"
+    " progress = CASE WHEN expires_at <= now() THEN progress ELSE 1.0 END,"
+    " message = CASE WHEN expires_at <= now() THEN %(expired)s ELSE '' END,"
+    " finished_at = now(), updated_at = now(),"
+    " lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL"
+    " WHERE id = %(id)s AND lease_id = %(lease)s AND status = 'RUNNING'"
+    "   AND (expires_at <= now() OR lease_expires_at >= now())"
     f" RETURNING {JOB_COLUMNS}"
 )
 
