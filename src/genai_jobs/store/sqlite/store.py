@@ -35,6 +35,7 @@ from genai_jobs.domain import (
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
 from genai_jobs.store.migrations import load_migrations
+from genai_jobs.store.sqlite.commits import commit_signals
 from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx
 from genai_jobs.store.sqlite.rows import (
     STATUS_COLUMNS,
@@ -48,10 +49,6 @@ from genai_jobs.store.sqlite.rows import (
 
 T = TypeVar("T")
 
-# How often this process looks for commits made by other processes. A look is
-# one `PRAGMA data_version` (microseconds) unless something changed; 10 ms keeps
-# long-polls woken by another process's worker well inside 50 ms.
-CHANGE_POLL_SECONDS = 0.01
 # Rows deleted per transaction when purging, so writers never wait long.
 PURGE_BATCH = 500
 
@@ -433,16 +430,17 @@ class SQLiteStore(Store):
         reader = self._db.reader
         self._seen_seq = _current_seq(reader)
         data_version = reader.execute("PRAGMA data_version").fetchone()[0]
-        while True:
-            await asyncio.sleep(CHANGE_POLL_SECONDS)
-            try:
-                version = reader.execute("PRAGMA data_version").fetchone()[0]
-                if version == data_version:
-                    continue
-                data_version = version
-                self._catch_up(reader)
-            except sqlite3.Error:
-                continue  # a busy or briefly unreadable file: look again next tick
+        async with commit_signals(self._db.path) as signals:
+            while True:
+                await signals.next_look()
+                try:  # a look: one `PRAGMA data_version` unless something changed
+                    version = reader.execute("PRAGMA data_version").fetchone()[0]
+                    if version == data_version:
+                        continue
+                    data_version = version
+                    self._catch_up(reader)
+                except sqlite3.Error:
+                    continue  # a busy or briefly unreadable file: look again next time
 
     def _catch_up(self, reader: sqlite3.Connection) -> None:
         rows = reader.execute(

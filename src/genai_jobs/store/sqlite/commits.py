@@ -1,0 +1,109 @@
+"""When to look for commits that other processes made to the SQLite file.
+
+Every commit writes the file's write-ahead log (`<file>-wal`). On Linux an
+inotify watch on the folder wakes this process as soon as another process writes
+it: an idle process does no work at all, and a waiter hears of a commit within a
+fraction of a millisecond. Where inotify is missing (another OS, no `asyncinotify`,
+no watch left), the process looks every POLL_SECONDS instead. Either way:
+
+- it also looks every SAFETY_SECONDS, for an event that never comes (a file
+  system that sends none, such as a network share, or an overflowed queue);
+- looks are at least MIN_SPACING_SECONDS apart, so that a burst of commits (this
+  process's own included: they write the same log) costs one look per interval
+  rather than one per commit;
+- a commit becomes visible when the writer updates the log's index in shared
+  memory, after its writes (and their fsync), and that update makes no event; and
+  one wake-up drains the events of every commit written so far, visible or not.
+  So every wake-up is followed by a few more looks, RECHECK_SECONDS apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("genai_jobs.store.sqlite")
+
+POLL_SECONDS = 0.01
+SAFETY_SECONDS = 1.0
+MIN_SPACING_SECONDS = 0.001
+RECHECK_SECONDS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032)
+# Events read and dropped at once after a wake-up; the rest wait for the next look.
+MAX_DRAINED_EVENTS = 1000
+
+
+class CommitSignals:
+    """`await next_look()` returns when a look for other processes' commits is due."""
+
+    def __init__(self, inotify: Any | None, log_name: str) -> None:
+        self._inotify = inotify
+        self._log = Path(log_name)
+        self._rechecks: list[float] = []
+        self._last_look = 0.0
+
+    @property
+    def watching(self) -> bool:
+        """True when woken by the file system, False when polling."""
+        return self._inotify is not None
+
+    async def next_look(self) -> None:
+        if self._inotify is None:
+            await asyncio.sleep(POLL_SECONDS)
+            return
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, self._last_look + MIN_SPACING_SECONDS - loop.time()))
+        # An event, or else the next of the looks owed to the last one.
+        wait = self._rechecks.pop(0) if self._rechecks else SAFETY_SECONDS
+        try:
+            async with asyncio.timeout(wait):
+                while not self._concerns_the_log(await self._inotify.get()):
+                    pass  # another file in the folder: keep waiting (bounded by the timeout)
+        except TimeoutError:
+            pass
+        else:
+            for _ in range(MAX_DRAINED_EVENTS):  # one look covers every event so far
+                if self._inotify.sync_get() is None:
+                    break
+            self._rechecks = list(RECHECK_SECONDS)
+        self._last_look = loop.time()
+
+    def _concerns_the_log(self, event: Any) -> bool:
+        from asyncinotify import Mask
+
+        return bool(event.name == self._log or Mask.Q_OVERFLOW in event.mask)
+
+
+@contextlib.asynccontextmanager
+async def commit_signals(database: Path) -> AsyncIterator[CommitSignals]:
+    """Signals for the database file at `database`, watched while the context lasts."""
+    inotify = _watch(database)
+    try:
+        yield CommitSignals(inotify, f"{database.name}-wal")
+    finally:
+        if inotify is not None:
+            inotify.close()
+
+
+def _watch(database: Path) -> Any | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        from asyncinotify import Inotify, Mask
+    except ImportError:
+        return None
+    inotify = Inotify(sync_timeout=0)  # sync_get() then never blocks
+    try:
+        # The folder, not the log itself: the log is created, deleted and created
+        # again as connections come and go, and a watch on a file dies with it.
+        inotify.add_watch(database.parent, Mask.MODIFY | Mask.CREATE | Mask.MOVED_TO)
+    except OSError as exc:  # e.g. out of inotify watches
+        inotify.close()
+        log.warning("cannot watch %s for commits (%s); looking every %g s instead",
+                    database.parent, exc, POLL_SECONDS)
+        return None
+    return inotify
