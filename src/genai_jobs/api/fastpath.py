@@ -1,10 +1,11 @@
 """The status poll's happy path, answered before the framework sees the request.
 
 `GET /api/v2/genai/status/{id}/` is what every client polls, and it is cheap
-work: one indexed lookup of token and job together, and seven fields. Routing it through Starlette's
-middleware and FastAPI's routing would cost more than the work itself
-(bench/ measures both). So a request for it that has no query string is
-answered here, with the same body and headers as the route in
+work: one indexed lookup of token and job together, and seven fields. Routing
+it through Starlette's middleware and FastAPI's routing would cost more than
+the work itself (bench/ measures both). So `serve` puts this in front of the
+whole app (api/app.py `create_asgi_app`), and a request for it that has no
+query string is answered here, with the same body and headers as the route in
 routes/status.py; anything else — a missing or bad token, a malformed or
 unknown id, `waitSeconds` — falls through to that route, which owns every
 error and every variation. Both paths share `status_body` and
