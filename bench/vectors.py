@@ -103,7 +103,7 @@ def run(ctx: Run) -> dict[str, Any]:
         outcome["memory"] = memory(settings["memory_sizes"])
         ctx.log(f"  memory {json.dumps(outcome['memory'])}")
     if _may_start(ctx, outcome, "throughput"):
-        outcome["throughput"] = throughput(settings["sentences"], CHUNK_SIZE, ctx.rounds)
+        outcome["throughput"] = throughput(settings["sentences"], CHUNK_SIZE, settings["rounds"])
         ctx.log(f"  throughput {json.dumps(outcome['throughput'])}")
     return outcome
 
