@@ -8,9 +8,11 @@ no watch left), the process looks every POLL_SECONDS instead. Either way:
 
 - it also looks every SAFETY_SECONDS, for an event that never comes (a file
   system that sends none, such as a network share, or an overflowed queue);
-- looks are at least MIN_SPACING_SECONDS apart, so that a burst of commits (this
-  process's own included: they write the same log) costs one look per interval
-  rather than one per commit;
+- once looks find commits more than BURST_LOOKS times within BURST_SECONDS (under
+  load: this process's own commits write the same log too), each look waits until
+  GATHER_SECONDS have passed since the last: commits are then taken in batches, as
+  often as the 10 ms polling took them, rather than one look, and one wake-up of
+  idle workers, per commit; a commit now and then is still heard at once;
 - a commit becomes visible when the writer updates the log's index in shared
   memory, after its writes (and their fsync), and that update makes no event; and
   one wake-up drains the events of every commit written so far, visible or not.
@@ -20,6 +22,7 @@ no watch left), the process looks every POLL_SECONDS instead. Either way:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import sys
@@ -31,7 +34,9 @@ log = logging.getLogger("genai_jobs.store.sqlite")
 
 POLL_SECONDS = 0.01
 SAFETY_SECONDS = 1.0
-MIN_SPACING_SECONDS = 0.001
+GATHER_SECONDS = 0.01
+BURST_LOOKS = 50
+BURST_SECONDS = 0.1
 RECHECK_SECONDS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032)
 # Events read and dropped at once after a wake-up; the rest wait for the next look.
 MAX_DRAINED_EVENTS = 1000
@@ -45,6 +50,8 @@ class CommitSignals:
         self._log = Path(log_name)
         self._rechecks: list[float] = []
         self._last_look = 0.0
+        # When recent looks found commits (loop time), the last BURST_LOOKS of them.
+        self._finds: collections.deque[float] = collections.deque(maxlen=BURST_LOOKS)
 
     @property
     def watching(self) -> bool:
@@ -56,7 +63,8 @@ class CommitSignals:
             await asyncio.sleep(POLL_SECONDS)
             return
         loop = asyncio.get_running_loop()
-        await asyncio.sleep(max(0.0, self._last_look + MIN_SPACING_SECONDS - loop.time()))
+        if self._in_a_burst(loop.time()):
+            await asyncio.sleep(max(0.0, self._last_look + GATHER_SECONDS - loop.time()))
         # An event, or else the next of the looks owed to the last one.
         wait = self._rechecks.pop(0) if self._rechecks else SAFETY_SECONDS
         try:
@@ -71,6 +79,14 @@ class CommitSignals:
                     break
             self._rechecks = list(RECHECK_SECONDS)
         self._last_look = loop.time()
+
+    def looked(self, found_commits: bool) -> None:
+        """Say what the look that `next_look` allowed found."""
+        if found_commits:
+            self._finds.append(asyncio.get_running_loop().time())
+
+    def _in_a_burst(self, now: float) -> bool:
+        return len(self._finds) == BURST_LOOKS and now - self._finds[0] < BURST_SECONDS
 
     def _concerns_the_log(self, event: Any) -> bool:
         from asyncinotify import Mask

@@ -435,6 +435,7 @@ class SQLiteStore(Store):
                 await signals.next_look()
                 try:  # a look: one `PRAGMA data_version` unless something changed
                     version = reader.execute("PRAGMA data_version").fetchone()[0]
+                    signals.looked(found_commits=version != data_version)
                     if version == data_version:
                         continue
                     data_version = version
