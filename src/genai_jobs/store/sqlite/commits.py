@@ -37,7 +37,7 @@ SAFETY_SECONDS = 1.0
 GATHER_SECONDS = 0.01
 BURST_LOOKS = 50
 BURST_SECONDS = 0.1
-RECHECK_SECONDS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032)
+RECHECK_SECONDS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256)
 # Events read and dropped at once after a wake-up; the rest wait for the next look.
 MAX_DRAINED_EVENTS = 1000
 
