@@ -45,9 +45,10 @@ MAX_DRAINED_EVENTS = 1000
 class CommitSignals:
     """`await next_look()` returns when a look for other processes' commits is due."""
 
-    def __init__(self, inotify: Any | None, log_name: str) -> None:
+    def __init__(self, inotify: Any | None, log_name: str, overflow: int = 0) -> None:
         self._inotify = inotify
         self._log = Path(log_name)
+        self._overflow = overflow  # the event mask of a queue that lost events
         self._rechecks: list[float] = []
         self._last_look = 0.0
         # When recent looks found commits (loop time), the last BURST_LOOKS of them.
@@ -89,9 +90,7 @@ class CommitSignals:
         return len(self._finds) == BURST_LOOKS and now - self._finds[0] < BURST_SECONDS
 
     def _concerns_the_log(self, event: Any) -> bool:
-        from asyncinotify import Mask
-
-        return bool(event.name == self._log or Mask.Q_OVERFLOW in event.mask)
+        return bool(event.name == self._log or event.mask & self._overflow)
 
 
 @contextlib.asynccontextmanager
@@ -99,7 +98,12 @@ async def commit_signals(database: Path) -> AsyncIterator[CommitSignals]:
     """Signals for the database file at `database`, watched while the context lasts."""
     inotify = _watch(database)
     try:
-        yield CommitSignals(inotify, f"{database.name}-wal")
+        if inotify is None:
+            yield CommitSignals(None, f"{database.name}-wal")
+        else:
+            from asyncinotify import Mask  # importable: _watch made the watch with it
+
+            yield CommitSignals(inotify, f"{database.name}-wal", Mask.Q_OVERFLOW)
     finally:
         if inotify is not None:
             inotify.close()
