@@ -526,6 +526,66 @@ def test_submit_answers_202_with_the_status_and_its_absolute_location(
     assert followed.json()["created"] == body["created"]
 
 
+# A submit without a query string is answered in front of the framework
+# (api/fastsubmit.py); with one, it goes through the route. Same answers.
+ROUTED = {"via": "route"}
+
+
+def test_the_submit_fast_path_and_the_route_answer_alike(tenant: httpx.Client) -> None:
+    request = {"jobType": SLEEP, "payload": {"seconds": 0.1}, "description": "alike",
+               "expiresIn": 600, "maxAttempts": 2, "priority": 5}
+
+    fast = tenant.post(f"{API}/jobs/", json=request)
+    routed = tenant.post(f"{API}/jobs/", json=request, params=ROUTED)
+
+    assert fast.status_code == routed.status_code == 202
+    assert fast.headers["content-type"] == routed.headers["content-type"]
+    ids = [check_status_body(answer.json(), status="INITIALIZED", job_type=SLEEP,
+                             description="alike")["statusId"] for answer in (fast, routed)]
+    assert fast.headers["location"].replace(ids[0], ids[1]) == routed.headers["location"]
+    unique = {"statusId", "created"}
+    assert ({k: v for k, v in fast.json().items() if k not in unique}
+            == {k: v for k, v in routed.json().items() if k not in unique})
+    stored = [tenant.get(job_path(job_id)).json() for job_id in ids]
+    for field in ("payload", "priority", "maxAttempts", "jobType", "tenant", "description"):
+        assert stored[0][field] == stored[1][field], field
+    assert stored[0]["payload"] == {"seconds": 0.1, "outcome": "complete"}  # default filled in
+
+
+def test_a_submit_body_sent_in_parts_is_read_whole(tenant: httpx.Client) -> None:
+    body = json.dumps({"jobType": SLEEP, "payload": {"seconds": 0.25},
+                       "description": "in parts"}).encode()
+    parts = iter([body[:7], body[7:30], body[30:]])
+
+    response = tenant.post(f"{API}/jobs/", content=parts,
+                           headers={"content-type": "application/json"})
+
+    assert response.status_code == 202, response.text
+    stored = tenant.get(job_path(response.json()["statusId"])).json()
+    assert stored["payload"]["seconds"] == 0.25
+    assert stored["description"] == "in parts"
+
+
+@pytest.mark.parametrize(("first", "replay"), [({}, ROUTED), (ROUTED, {})])
+def test_an_idempotency_key_holds_across_the_fast_path_and_the_route(
+    tenant: httpx.Client, first: dict[str, str], replay: dict[str, str]
+) -> None:
+    key = f"key-{uuid4()}"
+    request = {"jobType": SLEEP, "payload": {"seconds": 0.1}}
+    headers = {"Idempotency-Key": key}
+
+    created = tenant.post(f"{API}/jobs/", json=request, headers=headers, params=first)
+    again = tenant.post(f"{API}/jobs/", json=request, headers=headers, params=replay)
+    other = tenant.post(f"{API}/jobs/", json={**request, "priority": 1}, headers=headers,
+                        params=replay)
+
+    assert (created.status_code, again.status_code) == (202, 200), again.text
+    assert again.json()["statusId"] == created.json()["statusId"]
+    assert again.json()["created"] == created.json()["created"]
+    assert again.headers["location"] == created.headers["location"]
+    check_detail(other, 409)
+
+
 def test_submit_without_optional_fields_uses_the_defaults(tenant: httpx.Client) -> None:
     response = tenant.post(f"{API}/jobs/", json={"jobType": SLEEP, "payload": {"seconds": 0}})
     assert response.status_code == 202, response.text

@@ -10,6 +10,7 @@ from genai_jobs import __version__
 from genai_jobs.api import errors
 from genai_jobs.api.deps import Services
 from genai_jobs.api.fastpath import StatusFastPath
+from genai_jobs.api.fastsubmit import SubmitFastPath
 from genai_jobs.api.limits import BodySizeLimit
 from genai_jobs.api.routes import job_types, jobs, service, status, version
 from genai_jobs.api.urls import API_PREFIX
@@ -49,7 +50,9 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
 
 
 def create_asgi_app(store: Store, registry: Registry, settings: Settings) -> ASGIApp:
-    """What `serve` runs: the API with the status poll's fast path in front of all of it,
-    so that the poll skips the framework's middleware as well as its routing."""
+    """What `serve` runs: the API with the fast paths of the status poll and the submit
+    in front of all of it, so that they skip the framework's middleware as well as
+    its routing."""
     app = create_app(store, registry, settings)
-    return StatusFastPath(app, services=app.state.services)
+    services = app.state.services
+    return SubmitFastPath(StatusFastPath(app, services=services), services=services)

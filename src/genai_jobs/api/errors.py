@@ -72,6 +72,12 @@ async def _payload_rejected(request: Request, exc: Exception) -> Response:
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return domain_error_response(exc)
+
+
+def domain_error_response(exc: DomainError) -> Response:
+    """The answer to a store's refusal; also used by the fast paths in front of the app."""
     status = next((code for kind, code in _DOMAIN_STATUS.items() if isinstance(exc, kind)), 500)
     if status == 500:
         log.error("unmapped domain error: %r", exc)

@@ -42,7 +42,7 @@ class StatusFastPath:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
             return False
         match = _STATUS_PATH.fullmatch(scope["path"])
-        secret = _bearer_secret(scope) if match else None
+        secret = bearer_secret_of(scope) if match else None
         if match is None or secret is None:
             return False
         try:
@@ -64,7 +64,7 @@ class StatusFastPath:
         return True
 
 
-def _bearer_secret(scope: Scope) -> str | None:
+def bearer_secret_of(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
             header: str = value.decode("latin-1")

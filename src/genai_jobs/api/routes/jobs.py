@@ -22,6 +22,7 @@ from genai_jobs.api.schemas import (
     JobResponse,
     StatusResponse,
     SubmitRequest,
+    status_body,
 )
 from genai_jobs.api.urls import base_url, status_url
 from genai_jobs.domain import JobQuery, JobState, NewJob
@@ -45,24 +46,23 @@ router = APIRouter(tags=["Jobs (GenAI)"], responses=ERROR_RESPONSES)
 async def submit_job(
     body: SubmitRequest,
     request: Request,
-    response: Response,
     services: ServicesDep,
     caller: CallerDep,
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS)] = None,
-) -> StatusResponse:
-    new = _new_job(body, caller.token.tenant, idempotency_key, services)
+) -> Response:
+    # serve answers most submits in api/fastsubmit.py before they get here; this
+    # route answers the rest (and every error), with the same body and headers.
+    new = new_job(body, caller.token.tenant, idempotency_key, services)
     outcome = await services.store.submit(new)
     if outcome.created:
         metrics.JOBS_SUBMITTED.labels(new.job_type).inc()
-    else:
-        response.status_code = 200
-    response.headers["Location"] = status_url(
-        base_url(request, services.settings.behind_proxy), outcome.job.id)
-    return StatusResponse.from_job(outcome.job)
+    location = status_url(base_url(request, services.settings.behind_proxy), outcome.job.id)
+    return Response(status_body(outcome.job), status_code=202 if outcome.created else 200,
+                    media_type="application/json", headers={"Location": location})
 
 
-def _new_job(body: SubmitRequest, tenant: str, idempotency_key: str | None,
+def new_job(body: SubmitRequest, tenant: str, idempotency_key: str | None,
              services: Services) -> NewJob:
     settings = services.settings
     job_type = services.registry.get(body.job_type)
