@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -395,6 +396,24 @@ async def test_claim_takes_at_most_limit_jobs(store: Store) -> None:
     taken = [await store.claim("w", {"echo"}, 60.0, 2) for _ in range(4)]
     assert [len(batch) for batch in taken] == [2, 2, 1, 0]
     assert {lease.job_id for batch in taken for lease in batch} == submitted
+
+
+async def test_a_claim_that_finds_nothing_commits_nothing(
+        store: Store, target: StoreTarget) -> None:
+    """An idle worker looks for work after every job: on SQLite a look that takes
+    nothing must not cost a write transaction (and its fsync)."""
+    if target.kind != "sqlite":
+        pytest.skip("SQLite's data_version shows other connections' commits")
+    await submit(store, job_type="sleep")  # queued, but of a type not asked for
+    watcher = sqlite3.connect(target.location)
+    try:
+        before = watcher.execute("PRAGMA data_version").fetchone()[0]
+        assert await store.claim("w", {"echo"}, 60.0, 4) == []
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] == before
+        assert len(await store.claim("w", {"sleep"}, 60.0, 4)) == 1
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] != before
+    finally:
+        watcher.close()
 
 
 async def test_claim_skips_a_job_waiting_to_be_retried(store: Store) -> None:
