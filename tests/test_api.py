@@ -44,6 +44,11 @@ MAX_MAX_ATTEMPTS = 20
 # -- helpers -------------------------------------------------------------------
 
 
+# A query parameter the fast paths in front of the framework do not take: a request
+# with it goes through the FastAPI route (which ignores it).
+ROUTED = {"via": "route"}
+
+
 def status_path(job_id: str) -> str:
     return f"{API}/status/{job_id}/"
 
@@ -193,17 +198,36 @@ def finished(server: Server) -> dict[str, str]:
 def test_the_fast_path_and_the_route_answer_alike(
     admin: httpx.Client, idle: httpx.Client, finished: dict[str, str]
 ) -> None:
-    """Without a query string the status poll is answered before routing
-    (api/fastpath.py); `?waitSeconds=0` goes through the route. Same answers."""
+    """The polls are answered before routing (api/fastpath.py) unless the query has
+    more than `waitSeconds`; with more, they go through the routes. Same answers."""
     queued = submit(idle, SLEEP, {"seconds": 1}, description="queued")
     cases = [(idle, queued), *((admin, job_id) for job_id in finished.values())]
     for client, job_id in cases:
-        fast = client.get(status_path(job_id))
-        routed = client.get(status_path(job_id), params={"waitSeconds": 0})
-        assert fast.status_code == routed.status_code == 200
-        assert fast.content == routed.content
-        for header in ("content-type", "retry-after", "location"):
-            assert fast.headers.get(header) == routed.headers.get(header), (job_id, header)
+        for path in (status_path(job_id), job_path(job_id)):
+            fast = client.get(path)
+            waited = client.get(path, params={"waitSeconds": 0})
+            routed = client.get(path, params={"waitSeconds": 0, **ROUTED})
+            assert fast.status_code == waited.status_code == routed.status_code == 200
+            assert fast.content == waited.content == routed.content
+            for header in ("content-type", "retry-after", "location"):
+                assert (fast.headers.get(header) == waited.headers.get(header)
+                        == routed.headers.get(header)), (path, header)
+
+
+@pytest.mark.parametrize("routed", [False, True])
+def test_a_long_poll_of_the_job_answers_when_it_changes(
+        tenant: httpx.Client, routed: bool) -> None:
+    job_id = submit(tenant, SLEEP, {"seconds": 0.4})
+    params: dict[str, Any] = {"waitSeconds": 20, **(ROUTED if routed else {})}
+    seen = [tenant.get(job_path(job_id)).json()["status"]]
+    started = time.monotonic()
+    while seen[-1] != "COMPLETED" and len(seen) < 10:  # bounded: 3 changes at most
+        answer = tenant.get(job_path(job_id), params=params)
+        assert answer.status_code == 200, answer.text
+        seen.append(answer.json()["status"])
+    assert seen[-1] == "COMPLETED", seen
+    assert time.monotonic() - started < 15  # woken by the changes, not by the 20 s
+    assert answer.json()["result"] is not None
 
 
 def test_status_of_a_queued_job_is_exactly_the_seed_shape(idle: httpx.Client) -> None:
@@ -528,7 +552,6 @@ def test_submit_answers_202_with_the_status_and_its_absolute_location(
 
 # A submit without a query string is answered in front of the framework
 # (api/fastsubmit.py); with one, it goes through the route. Same answers.
-ROUTED = {"via": "route"}
 
 
 def test_the_submit_fast_path_and_the_route_answer_alike(tenant: httpx.Client) -> None:

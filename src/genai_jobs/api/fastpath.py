@@ -1,32 +1,43 @@
-"""The status poll's happy path, answered before the framework sees the request.
+"""The polls' happy path, answered before the framework sees the request.
 
-`GET /api/v2/genai/status/{id}/` is what every client polls, and it is cheap
-work: one indexed lookup of token and job together, and seven fields. Routing
-it through Starlette's middleware and FastAPI's routing would cost more than
-the work itself (bench/ measures both). So `serve` puts this in front of the
-whole app (api/app.py `create_asgi_app`), and a request for it that has no
-query string is answered here, with the same body and headers as the route in
-routes/status.py; anything else — a missing or bad token, a malformed or
-unknown id, `waitSeconds` — falls through to that route, which owns every
-error and every variation. Both paths share `status_body` and
-`status_headers`, so the answer cannot drift.
+`GET /api/v2/genai/status/{id}/` is what every client polls, and
+`GET /api/v2/genai/jobs/{id}/?waitSeconds=N` is how our own client waits: both
+are cheap work (an indexed lookup of token and job, then a body written
+directly). Routing them through Starlette's middleware and FastAPI's
+dependencies and response models would cost more than the work itself (bench/
+measures both). So `serve` puts this in front of the whole app (api/app.py
+`create_asgi_app`). A request for either path whose query string is empty or
+exactly `waitSeconds=<0..60>`, with a live token that may see the job, is
+answered here, long-poll included, with the same body and headers as the
+routes in routes/status.py and routes/jobs.py; anything else — a missing or
+bad token, a malformed or unknown id, another query — falls through to those
+routes, which own every error and every variation. Both paths share the body
+and header functions and `wait_for_change`, so the answers cannot drift.
+
+Once a wait has begun, nothing falls through: a store failure from there on is
+answered here, as the routes' error handler would answer it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Hashable
 from uuid import UUID
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from genai_jobs.api.deps import AUTH_SCHEMES, Services
-from genai_jobs.api.routes.status import status_headers
-from genai_jobs.api.schemas import status_body
-from genai_jobs.domain import DomainError
+from genai_jobs.api.errors import domain_error_response
+from genai_jobs.api.longpoll import any_field, status_fields, wait_for_change
+from genai_jobs.api.routes.status import MAX_WAIT_SECONDS, status_headers
+from genai_jobs.api.schemas import job_body, status_body
+from genai_jobs.api.urls import API_PREFIX
+from genai_jobs.domain import DomainError, Job, JobStatus, TokenRecord
 from genai_jobs.tokens import hash_secret
 
-_STATUS_PATH = re.compile(r"/api/v2/genai/status/([0-9a-fA-F-]{32,36})/")
+_READ_PATH = re.compile(re.escape(API_PREFIX) + r"/(status|jobs)/([0-9a-fA-F-]{32,36})/")
+_WAIT_QUERY = re.compile(rb"waitSeconds=([0-9]{1,2})")
 
 
 class StatusFastPath:
@@ -35,33 +46,69 @@ class StatusFastPath:
         self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await self._answered(scope, send):
+        if not await self._answered(scope, receive, send):
             await self.app(scope, receive, send)
 
-    async def _answered(self, scope: Scope, send: Send) -> bool:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
+    async def _answered(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        if scope["type"] != "http" or scope["method"] != "GET":
             return False
-        match = _STATUS_PATH.fullmatch(scope["path"])
-        secret = bearer_secret_of(scope) if match else None
-        if match is None or secret is None:
+        match = _READ_PATH.fullmatch(scope["path"])
+        seconds = _wait_seconds(scope["query_string"]) if match else None
+        secret = bearer_secret_of(scope) if seconds is not None else None
+        if match is None or seconds is None or secret is None:
             return False
         try:
-            token, job = await self.services.store.find_token_and_status(
-                hash_secret(secret), UUID(match.group(1)))
+            token, status = await self.services.store.find_token_and_status(
+                hash_secret(secret), UUID(match.group(2)))
         except (ValueError, DomainError):  # not a UUID, store down: the route says
             return False
-        if token is None or job is None:  # the route answers 401 or 404
+        if token is None or status is None:  # the route answers 401 or 404
             return False
         self.services.note_token_use(token)
-        body = status_body(job)
-        headers = status_headers(job, Request(scope), self.services.settings.behind_proxy)
-        raw_headers = [(b"content-type", b"application/json"),
-                       (b"content-length", str(len(body)).encode())]
-        raw_headers.extend((name.lower().encode(), value.encode())
-                           for name, value in headers.items())
-        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": body})
+        full = match.group(1) == "jobs"
+        try:
+            job = await self._awaited(token, status, seconds, full)
+        except DomainError as exc:
+            await domain_error_response(exc)(scope, receive, send)
+            return True
+        if full:
+            assert isinstance(job, Job)
+            await _send_json(send, job_body(job), {})
+        else:
+            await _send_json(send, status_body(job), status_headers(
+                job, Request(scope), self.services.settings.behind_proxy))
         return True
+
+    async def _awaited(self, token: TokenRecord, status: JobStatus, seconds: int,
+                       full: bool) -> Job | JobStatus:
+        """What the answer shows: the job as it is, or once it changed (a long-poll)."""
+        store = self.services.store
+        wait = min(seconds, self.services.settings.max_wait_seconds)
+        if not full and (wait <= 0 or status.is_terminal):
+            return status  # the poll's one query showed all it needs
+        tenant = None if token.is_admin else token.tenant
+        job = await store.get(status.id, tenant)
+        fingerprint: Callable[[Job], Hashable] = any_field if full else status_fields
+        return await wait_for_change(store, job, tenant, wait, fingerprint)
+
+
+def _wait_seconds(query: bytes) -> int | None:
+    """0 without a query; None for any query but a valid `waitSeconds` (the route's)."""
+    if not query:
+        return 0
+    match = _WAIT_QUERY.fullmatch(query)
+    if match is None or int(match.group(1)) > MAX_WAIT_SECONDS:
+        return None
+    return int(match.group(1))
+
+
+async def _send_json(send: Send, body: bytes, headers: dict[str, str]) -> None:
+    raw_headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode())]
+    raw_headers.extend((name.lower().encode(), value.encode())
+                       for name, value in headers.items())
+    await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def bearer_secret_of(scope: Scope) -> str | None:

@@ -118,6 +118,11 @@ class JobResponse(StatusResponse):
         )
 
 
+def job_body(job: Job) -> bytes:
+    """JobResponse's JSON for `job`: what the job route and its fast path answer."""
+    return JobResponse.from_job(job).model_dump_json(by_alias=True).encode()
+
+
 def _status_fields(job: Job) -> dict[str, Any]:
     return {
         "code": JobErrorCode(job.code),

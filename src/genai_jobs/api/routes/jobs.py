@@ -22,6 +22,7 @@ from genai_jobs.api.schemas import (
     JobResponse,
     StatusResponse,
     SubmitRequest,
+    job_body,
     status_body,
 )
 from genai_jobs.api.urls import base_url, status_url
@@ -147,9 +148,11 @@ async def get_job(
     services: ServicesDep,
     caller: CallerDep,
     wait_seconds: WaitSeconds = 0,
-) -> JobResponse:
+) -> Response:
+    # serve answers most of these in api/fastpath.py before they get here (the
+    # client's wait); this route answers the rest, with the same bytes.
     job = await services.store.get(statusId, caller.tenant_scope)
     job = await wait_for_change(services.store, job, caller.tenant_scope,
                                 min(wait_seconds, services.settings.max_wait_seconds), any_field)
-    return JobResponse.from_job(job)
+    return Response(job_body(job), media_type="application/json")
 
