@@ -318,3 +318,26 @@ def test_a_worker_serves_its_metrics_when_asked(api: Server) -> None:
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert 'genai_jobs_attempts_finished_total{job_type="test.flaky",outcome="COMPLETED"} 1.0' \
         in metrics
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_worker_runs_at_most_its_concurrency_at_once_and_keeps_its_slots_busy(
+        api: Server, tmp_path: Path, concurrency: int) -> None:
+    """A slot is given to the next job as soon as a handler returns, while the
+    outcome is still being written (worker.py `_winding_down`): never one more."""
+    record = tmp_path / "runs.log"
+    api.start_worker("--concurrency", str(concurrency), name="bounded")
+    jobs = 3 * concurrency + 1
+    with api.client() as client:
+        ids = [submit(client, "test.async_sleep", {"seconds": 0.3, "record": str(record)})
+               for _ in range(jobs)]
+        for job_id in ids:
+            wait_for_status(client, job_id, "COMPLETED", timeout=30)
+    events = sorted((float(line.split()[3]), line.split()[2])
+                    for line in record.read_text().splitlines())
+    running = most = 0
+    for _, event in events:  # an end sorts before a start at the same instant: it is first
+        running += 1 if event == "start" else -1
+        most = max(most, running)
+    assert sum(event == "start" for _, event in events) == jobs
+    assert most == concurrency

@@ -52,8 +52,12 @@ class Attempt:
         job_type: JobType,
         policy: AttemptPolicy,
         threads: Executor,
+        handler_done: Callable[[], None] | None = None,
     ) -> None:
+        """`handler_done()` is called once the handler has returned or stopped, before
+        its outcome is written: from then on the attempt no longer holds a slot."""
         self.store = store
+        self._handler_done = handler_done
         self.lease = lease
         self.job = lease.job
         self.job_type = job_type
@@ -96,6 +100,8 @@ class Attempt:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+        if self._handler_done is not None:
+            self._handler_done()
         return await self._record_outcome(self._handler)
 
     def stop(self, reason: StopReason) -> None:

@@ -36,6 +36,10 @@ class Worker:
         )
         self._attempts: dict[UUID, Attempt] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Attempts whose handler has ended but whose outcome is still being written:
+        # their slots are free already, so the next claim can share a commit with
+        # their outcomes instead of waiting for them.
+        self._winding_down: set[UUID] = set()
         self._wake = asyncio.Event()
         self._stopping = False
         # Set when shutdown left handler threads running (sync handlers that ignored it).
@@ -67,7 +71,7 @@ class Worker:
             log.info("worker %s stopped", self.owner)
 
     async def _claim_and_start(self) -> None:
-        free = self.settings.concurrency - len(self._tasks)
+        free = self.settings.concurrency - len(self._tasks) + len(self._winding_down)
         if free <= 0:
             return
         try:
@@ -85,7 +89,8 @@ class Worker:
             raise RuntimeError(f"claimed a job of unknown type {lease.job.job_type}")
         metrics.QUEUE_WAIT.labels(job_type.name).observe(
             max(0.0, time.time() - lease.job.run_after.timestamp()))
-        attempt = Attempt(self.store, lease, job_type, self.policy, self._threads)
+        attempt = Attempt(self.store, lease, job_type, self.policy, self._threads,
+                          handler_done=lambda: self._handler_done(lease.job_id))
         self._attempts[lease.job_id] = attempt
         task = asyncio.create_task(self._run_attempt(attempt), name=f"job-{lease.job_id}")
         self._tasks.add(task)
@@ -103,9 +108,14 @@ class Worker:
             log.exception("job %s: the worker failed to record an outcome", attempt.job.id)
         finally:
             self._attempts.pop(attempt.job.id, None)
+            self._winding_down.discard(attempt.job.id)
             metrics.RUN_TIME.labels(attempt.job.job_type, outcome).observe(
                 time.monotonic() - started)
             metrics.ATTEMPTS_FINISHED.labels(attempt.job.job_type, outcome).inc()
+
+    def _handler_done(self, job_id: UUID) -> None:
+        self._winding_down.add(job_id)
+        self._wake.set()  # a slot is free
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

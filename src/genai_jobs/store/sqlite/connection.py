@@ -151,36 +151,30 @@ class SQLiteDatabase:
     # -- the writer thread ----------------------------------------------------
     def _write_loop(self) -> None:
         while True:
-            batch, stop = self._next_batch()
-            if batch:
-                self._commit_batch(batch)
-            if stop:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            assert isinstance(first, _WriteRequest)
+            if self._commit_batch(first):
                 return
 
-    def _next_batch(self) -> tuple[list[_WriteRequest], bool]:
-        """Block for one request, then take all that are already waiting."""
-        batch: list[_WriteRequest] = []
-        item = self._queue.get()
-        while True:
-            if item is _STOP:
-                return batch, True
-            assert isinstance(item, _WriteRequest)
-            batch.append(item)
-            if len(batch) >= MAX_GROUP_COMMIT:
-                return batch, False
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return batch, False
+    def _commit_batch(self, first: _WriteRequest) -> bool:
+        """Commit `first` together with every request waiting once the write lock is
+        held; True when a stop request came with them.
 
-    def _commit_batch(self, batch: list[_WriteRequest]) -> None:
+        The batch is taken after BEGIN IMMEDIATE, not before: while another process
+        holds the lock, this process's requests pile up (a worker's next claim
+        beside its last outcome), and all of them share the one commit.
+        """
         conn = self._writer
         assert conn is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            batch, stop = self._waiting(first)
             _fail_all(batch, StoreUnavailable(f"SQLite store is busy or unreadable: {exc}"))
-            return
+            return stop
+        batch, stop = self._waiting(first)
         try:
             outcomes = self._run_all(conn, batch)
             conn.execute("COMMIT")
@@ -188,9 +182,25 @@ class SQLiteDatabase:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             _fail_all(batch, StoreUnavailable(f"SQLite store cannot be written: {exc}"))
-            return
+            return stop
         for request, outcome in zip(batch, outcomes, strict=True):
             _settle(request, outcome)
+        return stop
+
+    def _waiting(self, first: _WriteRequest) -> tuple[list[_WriteRequest], bool]:
+        """`first` and the requests already waiting (up to a batch); whether a stop
+        request was among them."""
+        batch = [first]
+        while len(batch) < MAX_GROUP_COMMIT:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+            if item is _STOP:
+                return batch, True
+            assert isinstance(item, _WriteRequest)
+            batch.append(item)
+        return batch, False
 
     def _run_all(
         self, conn: sqlite3.Connection, batch: list[_WriteRequest]
