@@ -82,14 +82,22 @@ def _unauthorized(reason: str) -> HTTPException:
     return HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
 
 
+def secret_of(authorization: str) -> str | None:
+    """The token an Authorization header's value carries, or None if it carries none."""
+    scheme, _, secret = authorization.strip().partition(" ")
+    if scheme.lower() not in AUTH_SCHEMES or not secret.strip():
+        return None
+    return secret.strip()
+
+
 def bearer_secret(headers: Headers) -> str:
     header = headers.get("authorization")
     if not header:
         raise _unauthorized("missing Authorization header: send 'Authorization: Bearer <token>'")
-    scheme, _, secret = header.strip().partition(" ")
-    if scheme.lower() not in AUTH_SCHEMES or not secret.strip():
+    secret = secret_of(header)
+    if secret is None:
         raise _unauthorized("malformed Authorization header: expected 'Bearer <token>'")
-    return secret.strip()
+    return secret
 
 
 # Declares the seed's `BearerAuth` scheme in the OpenAPI document; the header itself

@@ -27,7 +27,7 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from genai_jobs.api.deps import AUTH_SCHEMES, Services
+from genai_jobs.api.deps import Services, secret_of
 from genai_jobs.api.errors import domain_error_response
 from genai_jobs.api.longpoll import any_field, status_fields, wait_for_change
 from genai_jobs.api.routes.status import MAX_WAIT_SECONDS, status_headers
@@ -112,11 +112,8 @@ async def _send_json(send: Send, body: bytes, headers: dict[str, str]) -> None:
 
 
 def bearer_secret_of(scope: Scope) -> str | None:
+    """The token of the request's first Authorization header, as `bearer_secret` reads it."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            header: str = value.decode("latin-1")
-            scheme, _, secret = header.strip().partition(" ")
-            if scheme.lower() in AUTH_SCHEMES and secret.strip():
-                return secret.strip()
-            return None
+            return secret_of(value.decode("latin-1"))
     return None
