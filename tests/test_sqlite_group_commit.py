@@ -17,16 +17,16 @@ import pytest
 
 from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx
 from genai_jobs.store.sqlite.store import SQLiteStore
+from tests.store_support import store_target
 
 WAIT_SECONDS = 10
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    opened = SQLiteStore(tmp_path / "jobs.db")
-    await opened.open()
+    opened = await store_target("sqlite", tmp_path).open()
+    assert isinstance(opened, SQLiteStore)
     try:
-        await opened.migrate()
         yield opened
     finally:
         await opened.close()
@@ -37,9 +37,9 @@ def change_number(tx: WriteTx) -> int:
 
 
 async def test_writes_queued_while_another_process_holds_the_lock_share_a_commit(
-        store: SQLiteStore, tmp_path: Path) -> None:
+        store: SQLiteStore) -> None:
     database: SQLiteDatabase = store._db  # the store's writer, as every store write uses it
-    other_process = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+    other_process = sqlite3.connect(database.path, isolation_level=None)
     try:
         other_process.execute("BEGIN IMMEDIATE")  # holds the file's write lock
         first = asyncio.ensure_future(database.write(change_number))

@@ -33,8 +33,23 @@ class NewJob:
     request_hash: str | None = None
 
 
+class _Stated:
+    """What a record with a `status` tells about it: the seed's error code, finality."""
+
+    __slots__ = ()
+    status: JobState
+
+    @property
+    def code(self) -> int:
+        return error_code(self.status)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+
 @dataclass(frozen=True, slots=True)
-class Job:
+class Job(_Stated):
     id: UUID
     tenant: str
     job_type: str
@@ -62,20 +77,12 @@ class Job:
     lease_expires_at: datetime | None = None
 
     @property
-    def code(self) -> int:
-        return error_code(self.status)
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status.is_terminal
-
-    @property
     def abort_requested(self) -> bool:
         return self.abort_reason is not None
 
 
 @dataclass(frozen=True, slots=True)
-class JobStatus:
+class JobStatus(_Stated):
     """The part of a job the status route shows (the seed's StatusResponse and its
     headers): what a status poll reads, without the payload and result."""
 
@@ -91,14 +98,6 @@ class JobStatus:
     def of(cls, job: Job) -> JobStatus:
         return cls(job.id, job.job_type, job.description, job.status, job.message,
                    job.result_location, job.created_at)
-
-    @property
-    def code(self) -> int:
-        return error_code(self.status)
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status.is_terminal
 
 
 @dataclass(frozen=True, slots=True)
