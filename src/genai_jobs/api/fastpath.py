@@ -73,9 +73,9 @@ class StatusFastPath:
             return True
         if full:
             assert isinstance(job, Job)
-            await _send_json(send, job_body(job), {})
+            await send_json(send, job_body(job), {})
         else:
-            await _send_json(send, status_body(job), status_headers(
+            await send_json(send, status_body(job), status_headers(
                 job, Request(scope), self.services.settings.behind_proxy))
         return True
 
@@ -97,17 +97,17 @@ def _wait_seconds(query: bytes) -> int | None:
     if not query:
         return 0
     match = _WAIT_QUERY.fullmatch(query)
-    if match is None or int(match.group(1)) > MAX_WAIT_SECONDS:
-        return None
-    return int(match.group(1))
+    seconds = None if match is None else int(match.group(1))
+    return seconds if seconds is not None and seconds <= MAX_WAIT_SECONDS else None
 
 
-async def _send_json(send: Send, body: bytes, headers: dict[str, str]) -> None:
+async def send_json(send: Send, body: bytes, headers: dict[str, str], status: int = 200) -> None:
+    """A JSON answer, written straight to the server (the fast paths' one way out)."""
     raw_headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(body)).encode())]
     raw_headers.extend((name.lower().encode(), value.encode())
                        for name, value in headers.items())
-    await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from genai_jobs import metrics
 from genai_jobs.api.deps import Services
 from genai_jobs.api.errors import PayloadRejected, domain_error_response
-from genai_jobs.api.fastpath import bearer_secret_of
+from genai_jobs.api.fastpath import bearer_secret_of, send_json
 from genai_jobs.api.routes.jobs import MAX_IDEMPOTENCY_KEY_CHARS, new_job
 from genai_jobs.api.schemas import SubmitRequest, status_body
 from genai_jobs.api.urls import API_PREFIX, base_url, status_url
@@ -86,11 +86,8 @@ class SubmitFastPath:
         body = status_body(outcome.job)
         location = status_url(base_url(Request(scope), self.services.settings.behind_proxy),
                               outcome.job.id)
-        await send({"type": "http.response.start", "status": 202 if outcome.created else 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"location", location.encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, body, {"Location": location},
+                        status=202 if outcome.created else 200)
 
 
 def _candidate(scope: Scope) -> bool:
