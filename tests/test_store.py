@@ -218,6 +218,23 @@ async def test_submit_commits_a_queued_job(store: Store) -> None:
     assert await store.get(job.id, "acme") == job
 
 
+async def test_a_recorded_job_is_completed_from_the_start_and_never_claimed(
+        store: Store) -> None:
+    new = new_job(job_type="dataset.ingest", payload={"file": "a.zip"}, description="ingest")
+    job = await store.record_completed(new, {"rows": 3}, "http://h/api/v2/datasets/x/")
+    assert (job.status, job.code, job.attempts, job.progress) == (COMPLETED, 0, 1, 1.0)
+    assert (job.result, job.result_location) == ({"rows": 3}, "http://h/api/v2/datasets/x/")
+    assert (job.job_type, job.payload, job.description) == (
+        "dataset.ingest", {"file": "a.zip"}, "ingest")
+    assert job.finished_at is not None
+    assert job.started_at is not None
+    assert near(job.finished_at, utcnow())
+    assert await store.get(job.id, "acme") == job
+    assert await store.claim("w", ["dataset.ingest"], 30, 10) == []
+    with pytest.raises(IllegalTransition):
+        await store.request_abort(job.id, None, "too late")
+
+
 async def test_get_hides_other_tenants_jobs_like_unknown_ones(store: Store) -> None:
     job = await submit(store, tenant="acme")
     with pytest.raises(JobNotFound) as foreign:

@@ -44,6 +44,7 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(job_types.router, prefix=API_PREFIX)
     app.include_router(version.router, prefix="/api/v2")
+    app.include_router(status.classic, prefix="/api/v2")
     app.include_router(service.router)
     vectors_api.install(app, services)  # datasets, vector databases, search
     return app

@@ -56,6 +56,11 @@ class Store(abc.ABC):
         """Commit a new job (or return the one an Idempotency-Key already made)."""
 
     @abc.abstractmethod
+    async def record_completed(self, new: NewJob, result: Any, result_location: str | None) -> Job:
+        """Commit a job that is COMPLETED from the start: work the request that made it
+        did itself (a dataset's ingest), recorded so that it has a status like any job."""
+
+    @abc.abstractmethod
     async def get(self, job_id: UUID, tenant: str | None = None) -> Job:
         """The job, if `tenant` (None: any tenant) owns it; else JobNotFound."""
 

@@ -5,6 +5,10 @@ batches; then embed them in batches, writing each batch of vectors as it is
 done and reporting "embedded 1,200 of 5,000 chunks". Stops (abort, deadline,
 shutdown) are honoured between model passes.
 
+A new version of a vector database (one with a parent) starts with a copy of its
+parent's chunks and vectors, made in one transaction, and embeds only the chunks
+of its own dataset after them: the parent's are never embedded again.
+
 A retry starts over: its first write deletes whatever an earlier attempt left,
 and the build id fences out that attempt should it still be running (a worker
 that lost its lease). Resuming from committed batches would save work, but
@@ -97,6 +101,7 @@ async def _start(ctx: JobContext, vectors: VectorStore, job: Job, vdb_id: UUID) 
         raise PermanentError(f"{exc} (or it is built by another job)") from exc
     try:  # before the model loads: a deleted dataset fails the build at once
         dataset = await vectors.get_dataset(vdb.dataset_id, None)
+        documents = await vectors.documents(vdb.dataset_id)
     except DatasetNotFound as exc:
         raise PermanentError(f"{exc}: it was deleted before the build read it") from exc
     # A retry says so in every progress message: what earlier attempts wrote is gone.
@@ -107,7 +112,7 @@ async def _start(ctx: JobContext, vectors: VectorStore, job: Job, vdb_id: UUID) 
     ctx.progress(0.0, f"{note}loading the embedding model {vdb.embedding_model}")
     embedder = await _in_thread(ctx, lambda: get_embedder(vdb.embedding_model))
     assert vdb.build_id is not None
-    return Build(ctx, vectors, vdb, vdb.build_id, dataset, embedder,
+    return Build(ctx, vectors, vdb, vdb.build_id, dataset, documents, embedder,
                  vector_settings().vector_build_batch_size, note)
 
 
@@ -120,19 +125,36 @@ class Build:
     vdb: VectorDatabase
     build_id: UUID
     dataset: Dataset
+    documents: list[DocumentInfo]
     embedder: Embedder
     batch_size: int
     note: str = ""
 
     async def run(self) -> ResultLocation:
-        dataset = self.dataset
-        total, skipped = await self._write_chunks(dataset)
-        await self._embed(total)
+        reused = await self._copy_parent()
+        total, skipped = await self._write_chunks(self.dataset, reused)
+        await self._embed(reused, total)
         await self.vectors.finish_build(self.vdb.id, self.build_id, total)
         result = {"vectorDatabaseId": str(self.vdb.id), "chunkCount": total,
-                  "dimensions": self.vdb.dimensions, "documents": len(dataset.files),
-                  "skippedDocuments": skipped, "attempt": self.ctx.attempt}
+                  "dimensions": self.vdb.dimensions, "documents": len(self.documents),
+                  "skippedDocuments": skipped, "attempt": self.ctx.attempt,
+                  "version": self.vdb.version, "reusedChunks": reused,
+                  "embeddedChunks": total - reused}
         return ResultLocation(self.vdb.url, result)
+
+    async def _copy_parent(self) -> int:
+        """The parent's chunks and vectors, copied as this build's first ones: how many."""
+        if self.vdb.parent_id is None:
+            return 0
+        try:
+            copied = await self.vectors.copy_chunks(self.vdb.id, self.build_id,
+                                                    self.vdb.parent_id)
+        except VectorDatabaseNotFound as exc:
+            raise PermanentError(f"the parent {exc} (or it is no longer built): a new "
+                                 "version starts from its parent's chunks") from exc
+        self.ctx.progress(0.0, f"{self.note}reused {copied:,} chunks of the parent "
+                               f"{self.vdb.parent_id}")
+        return copied
 
     async def discard(self) -> None:
         try:
@@ -140,11 +162,13 @@ class Build:
         except Exception as exc:  # the next attempt or a delete clears it anyway
             log.warning("vector database %s: partial build not discarded: %s", self.vdb.id, exc)
 
-    async def _write_chunks(self, dataset: Dataset) -> tuple[int, list[str]]:
-        """Chunk every document and store the chunks; (chunks written, documents without text)."""
-        chunking = Chunking(self.vdb.chunk_size, self.vdb.chunk_overlap)
-        written, skipped = 0, []
-        for number, info in enumerate(dataset.files, 1):
+    async def _write_chunks(self, dataset: Dataset, first_seq: int) -> tuple[int, list[str]]:
+        """Chunk every document and store the chunks after the first `first_seq` ones;
+        (chunks in all, documents without text)."""
+        chunking = Chunking(self.vdb.chunk_size, self.vdb.chunk_overlap, self.vdb.separators)
+        written, skipped = first_seq, []
+        documents = self.documents
+        for number, info in enumerate(documents, 1):
             chunks = await self._chunks_of(dataset.id, info, chunking)
             if not chunks:
                 skipped.append(info.name)
@@ -152,10 +176,10 @@ class Build:
                 batch = chunks[first:first + CHUNK_WRITE_BATCH]
                 await self.vectors.add_chunks(self.vdb.id, self.build_id, written, batch)
                 written += len(batch)
-            self.ctx.progress(READING_SHARE * number / len(dataset.files),
-                              f"{self.note}read {number:,} of {len(dataset.files):,} documents "
-                              f"({written:,} chunks)")
-        if written == 0:
+            self.ctx.progress(READING_SHARE * number / len(documents),
+                              f"{self.note}read {number:,} of {len(documents):,} documents "
+                              f"({written - first_seq:,} chunks)")
+        if written == first_seq:
             raise PermanentError(f"no text to index in dataset {dataset.id}: "
                                  f"{', '.join(skipped)} have none")
         return written, skipped
@@ -166,15 +190,16 @@ class Build:
             content = await self.vectors.read_document(dataset_id, info.position)
         except DatasetNotFound as exc:
             raise PermanentError(f"{exc}: it was deleted during the build") from exc
-        document = Document(info.name, info.kind, content)
+        document = Document(info.name, info.kind, content, info.metadata)
         try:
             return await _in_thread(self.ctx, lambda: chunk_document(document, self.embedder,
                                                                      chunking))
         except ExtractionFailed as exc:
             raise PermanentError(f"{info.name}: {exc}") from exc
 
-    async def _embed(self, total: int) -> None:
-        done = 0
+    async def _embed(self, first_seq: int, total: int) -> None:
+        """Embed chunks `first_seq` .. `total - 1`."""
+        done = first_seq
         while done < total:  # bounded: every pass embeds at least one chunk
             count = min(self.batch_size, total - done)
             texts = await self.vectors.chunk_texts(self.vdb.id, done, count)
@@ -183,8 +208,9 @@ class Build:
             await self.vectors.add_vectors(self.vdb.id, self.build_id, done, count,
                                            matrix.astype("<f4", copy=False).tobytes())
             done += count
-            self.ctx.progress(READING_SHARE + (1 - READING_SHARE) * done / total,
-                              f"{self.note}embedded {done:,} of {total:,} chunks")
+            new, embedded = total - first_seq, done - first_seq
+            self.ctx.progress(READING_SHARE + (1 - READING_SHARE) * embedded / new,
+                              f"{self.note}embedded {embedded:,} of {new:,} chunks")
 
 
 def chunk_document(document: Document, embedder: Embedder, chunking: Chunking) -> list[NewChunk]:
@@ -195,7 +221,7 @@ def chunk_document(document: Document, embedder: Embedder, chunking: Chunking) -
         for span, text in chunk_text(extracted.text[start:end], embedder.token_offsets,
                                      chunking):
             chunks.append(NewChunk(document.name, len(chunks), page, start + span.start_char,
-                                   start + span.end_char, text))
+                                   start + span.end_char, text, document.metadata))
     return chunks
 
 

@@ -1,4 +1,4 @@
-"""Uploaded files made into a dataset's documents: types, limits, archives, names.
+"""Uploaded files made into a dataset's documents: types, limits, archives, CSVs, names.
 
 Everything a client could get wrong is found here, before anything is stored,
 and reported as DatasetRejected naming the file (an archive's member as
@@ -20,7 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from genai_jobs.vectors.records import DatasetRejected, Document, DocumentKind
+from genai_jobs.vectors.csvdata import read_csv
+from genai_jobs.vectors.records import DatasetRejected, Document, DocumentKind, MetadataColumn
 from genai_jobs.vectors.settings import VectorSettings
 
 KINDS_BY_SUFFIX = {
@@ -33,7 +34,9 @@ KINDS_BY_SUFFIX = {
     ".pdf": DocumentKind.PDF,
 }
 ARCHIVE_SUFFIX = ".zip"
+CSV_SUFFIX = ".csv"
 SUPPORTED = ", ".join(sorted([*KINDS_BY_SUFFIX, ARCHIVE_SUFFIX]))
+SUPPORTED_UPLOADS = ", ".join(sorted([*KINDS_BY_SUFFIX, ARCHIVE_SUFFIX, CSV_SUFFIX]))
 # How much of a member is decompressed at a time while its size is checked.
 READ_BLOCK_BYTES = 1024 * 1024
 # A PDF's header may follow a little junk; readers look this far for it.
@@ -49,11 +52,42 @@ class Limits:
     max_files: int
     max_total_bytes: int
     max_expansion_ratio: float
+    max_rows: int
 
     @classmethod
     def from_settings(cls, settings: VectorSettings) -> Limits:
         return cls(settings.dataset_max_file_bytes, settings.dataset_max_files,
-                   settings.dataset_max_total_bytes, settings.dataset_max_expansion_ratio)
+                   settings.dataset_max_total_bytes, settings.dataset_max_expansion_ratio,
+                   settings.dataset_max_rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    documents: list[Document]
+    metadata_columns: list[MetadataColumn]
+
+
+def ingest_file(raw_name: str, content: bytes, limits: Limits) -> Ingested:
+    """The documents of one uploaded file (DataRobot's `fromFile`): a document, a zip of
+    documents (named by their path in it), or a CSV with a document per row."""
+    name = safe_name(raw_name, raw_name)
+    lowered = name.lower()
+    if lowered.endswith(CSV_SUFFIX):
+        if len(content) > limits.max_total_bytes:
+            raise DatasetRejected(name, f"{len(content):,} bytes is over the limit of "
+                                        f"{limits.max_total_bytes:,}", "dataset_too_large")
+        found = read_csv(name, content, limits.max_rows, limits.max_file_bytes, safe_name)
+        _check_unique(found.documents)
+        return Ingested(found.documents, found.metadata_columns)
+    if lowered.endswith(ARCHIVE_SUFFIX):
+        documents = expand_archive(name, content, limits, prefix="")
+        _check_totals(documents, limits, name)
+        _check_unique(documents)
+        return Ingested(documents, [])
+    if PurePosixPath(lowered).suffix not in KINDS_BY_SUFFIX:
+        raise DatasetRejected(name, f"unsupported file type; supported: {SUPPORTED_UPLOADS}",
+                              "unsupported_type")
+    return Ingested(read_upload([(name, content)], limits), [])
 
 
 def read_upload(files: Sequence[tuple[str, bytes]], limits: Limits) -> list[Document]:
@@ -139,7 +173,10 @@ def check_pdf(name: str, content: bytes) -> None:
         raise DatasetRejected(name, "the PDF has no pages", "empty_file")
 
 
-def expand_archive(name: str, content: bytes, limits: Limits) -> list[Document]:
+def expand_archive(name: str, content: bytes, limits: Limits,
+                   prefix: str | None = None) -> list[Document]:
+    """The archive's documents, named `<prefix>/<path in the archive>` (`prefix` None:
+    the archive's own name)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(content))
         members = [info for info in archive.infolist()
@@ -149,7 +186,8 @@ def expand_archive(name: str, content: bytes, limits: Limits) -> list[Document]:
                               "corrupt_archive") from exc
     _check_declared_sizes(name, len(content), members, limits)
     with archive:
-        return [_read_member(archive, name, info, limits) for info in members]
+        return [_read_member(archive, name, info, limits, name if prefix is None else prefix)
+                for info in members]
 
 
 def _check_declared_sizes(name: str, size: int, members: list[zipfile.ZipInfo],
@@ -168,9 +206,10 @@ def _check_declared_sizes(name: str, size: int, members: list[zipfile.ZipInfo],
 
 
 def _read_member(archive: zipfile.ZipFile, archive_name: str, info: zipfile.ZipInfo,
-                 limits: Limits) -> Document:
+                 limits: Limits, prefix: str) -> Document:
     shown = f"{archive_name}/{info.filename}"
-    name = f"{archive_name}/{safe_name(info.filename, shown)}"
+    member = safe_name(info.filename, shown)
+    name = f"{prefix}/{member}" if prefix else member
     if stat.S_ISLNK(info.external_attr >> 16):
         raise DatasetRejected(shown, "symbolic links are not allowed", "unsafe_name")
     if info.flag_bits & 0x1:

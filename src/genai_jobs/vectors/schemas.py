@@ -1,24 +1,42 @@
-"""The HTTP shapes of datasets, vector databases and search (camelCase, like the job API)."""
+"""The HTTP shapes of datasets, vector databases and search.
+
+Datasets and vector databases have DataRobot's shapes, field for field, because
+DataRobot's own SDK reads them and checks its required keys (a key sent as
+`null` counts as missing there, so every required one has a real value). Our
+extensions are extra keys that the SDK ignores (`buildStatusId`, `dimensions`,
+`metadataColumns` of a dataset) and the search route, which DataRobot lacks.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from genai_jobs.api.schemas import CamelModel
 from genai_jobs.domain import Job, JobState
-from genai_jobs.vectors.embeddings import DEFAULT_MODEL
-from genai_jobs.vectors.records import Dataset, Hit, VectorDatabase
+from genai_jobs.vectors.records import Dataset, Hit, Metadata, VectorDatabase
 
 MAX_NAME_CHARS = 200
+MAX_USE_CASE_CHARS = 200
 MAX_QUERY_CHARS = 10_000
 MAX_K = 100
-DEFAULT_CHUNK_TOKENS = 200
-DEFAULT_OVERLAP_TOKENS = 20
+MAX_SEPARATORS = 10
+MAX_SEPARATOR_CHARS = 20
+MAX_OVERLAP_PERCENTAGE = 50
+CHUNKING_METHOD = "recursive"
+# DataRobot's default separators for recursive chunking: paragraphs, lines, words,
+# and at last token windows ("").
+DEFAULT_SEPARATORS = ("\n\n", "\n", " ", "")
+# The use case of a vector database created without one (DataRobot requires one;
+# our own client and CLI may leave it out).
+DEFAULT_USE_CASE = "default"
+# What every vector database built here is, in DataRobot's vocabulary.
+SOURCE = "DataRobot"
 
 
 class ExecutionStatus(StrEnum):
@@ -30,26 +48,39 @@ class ExecutionStatus(StrEnum):
     ERROR = "ERROR"
 
 
-class DatasetFileResponse(CamelModel):
+class MetadataColumnResponse(CamelModel):
     name: str
-    size: int = Field(description="Bytes.")
-    type: str = Field(description="text, markdown, html or pdf.")
+    type: str = Field(description="text, number, boolean or date.")
 
 
 class DatasetResponse(CamelModel):
-    id: UUID
+    """DataRobot's dataset (what `datarobot.Dataset` reads), plus `metadataColumns`."""
+
+    dataset_id: UUID
+    version_id: UUID
     name: str
-    files: list[DatasetFileResponse]
-    file_count: int
-    total_size: int = Field(description="Bytes, of all files (archives counted expanded).")
-    created: datetime
+    categories: list[str] = Field(default_factory=list)
+    creation_date: datetime
+    created_by: str
+    data_persisted: bool = True
+    is_data_engine_eligible: bool = False
+    is_latest_version: bool = True
+    is_snapshot: bool = True
+    processing_state: str = Field(default="COMPLETED", description="Always COMPLETED: an "
+                                  "upload is ingested before it is answered.")
+    dataset_size: int = Field(description="Bytes of the documents (archives expanded).")
+    row_count: int = Field(description="Documents: files, archive members or CSV rows.")
+    metadata_columns: list[MetadataColumnResponse] = Field(
+        description="Extension: a CSV's metadata columns and their types.")
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> DatasetResponse:
-        return cls(id=dataset.id, name=dataset.name, file_count=len(dataset.files),
-                   files=[DatasetFileResponse(name=info.name, size=info.size_bytes,
-                                              type=info.kind.value) for info in dataset.files],
-                   total_size=dataset.total_bytes, created=dataset.created_at)
+        return cls(dataset_id=dataset.id, version_id=dataset.version_id, name=dataset.name,
+                   creation_date=dataset.created_at, created_by=dataset.created_by,
+                   dataset_size=dataset.total_bytes, row_count=dataset.document_count,
+                   metadata_columns=[MetadataColumnResponse(name=column.name,
+                                                            type=column.type.value)
+                                     for column in dataset.metadata_columns])
 
 
 class DatasetListResponse(CamelModel):
@@ -64,46 +95,117 @@ class _Request(CamelModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid")
 
 
-class ChunkingRequest(_Request):
-    chunk_size: int = Field(default=DEFAULT_CHUNK_TOKENS, ge=1,
-                            description="Tokens per chunk, in the embedding model's tokens.")
-    chunk_overlap: int = Field(default=DEFAULT_OVERLAP_TOKENS, ge=0,
-                               description="Tokens each chunk shares with the one before.")
+Separator = Annotated[str, StringConstraints(max_length=MAX_SEPARATOR_CHARS)]
+
+
+class ChunkingParametersRequest(_Request):
+    """DataRobot's `chunkingParameters`; what this server cannot do is refused by name."""
+
+    embedding_model: str | None = Field(default=None, max_length=200)
+    embedding_validation_id: str | None = Field(
+        default=None, description="Not supported: custom embedding models are not served.")
+    chunking_method: str | None = Field(default=None, max_length=50,
+                                        description="`recursive` (the default).")
+    chunk_size: int | None = Field(default=None, ge=1, description="Tokens per chunk, in the "
+                                   "embedding model's tokens (default: what it reads whole).")
+    chunk_overlap_percentage: int | None = Field(default=None, ge=0,
+                                                 le=MAX_OVERLAP_PERCENTAGE)
+    separators: list[Separator] | None = Field(default=None, max_length=MAX_SEPARATORS)
+    custom_chunking: bool = Field(default=False, description="Not supported (must be false).")
+    is_separator_regex: bool = Field(default=False, description="Not supported: separators "
+                                     "are plain text.")
 
 
 class VectorDatabaseCreateRequest(_Request):
+    """DataRobot's body of `POST /genai/vectorDatabases/`, as its SDK sends it."""
+
     dataset_id: UUID
-    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
-    chunking: ChunkingRequest = Field(default_factory=ChunkingRequest)
-    embedding_model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=200)
-    expires_in: float | None = Field(default=None, gt=0, description="Seconds the build may "
-                                     "take before it is stopped and its job EXPIRED.")
-    max_attempts: int | None = Field(default=None, ge=1)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS,
+                             description="Default: 'Vector Database for <dataset name>'.")
+    use_case_id: str | None = Field(default=None, min_length=1, max_length=MAX_USE_CASE_CHARS,
+                                    description="Kept as a label (a filter of the list).")
+    chunking_parameters: ChunkingParametersRequest = Field(
+        default_factory=ChunkingParametersRequest)
+    parent_vector_database_id: UUID | None = Field(
+        default=None, description="Make a new version of this vector database's family: its "
+        "chunks (reused, not embedded again) plus the dataset's.")
+    update_llm_blueprints: bool | None = Field(
+        default=None, description="Accepted; there are no LLM blueprints here to update.")
+    update_deployments: bool | None = Field(
+        default=None, description="Accepted; there are no deployments here to update.")
+    expires_in: float | None = Field(default=None, gt=0, description="Extension: seconds the "
+                                     "build may take before it is stopped and its job EXPIRED.")
+    max_attempts: int | None = Field(default=None, ge=1, description="Extension.")
+
+
+class VectorDatabaseUpdateRequest(_Request):
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    credential_id: str | None = Field(default=None, description="Not supported: no "
+                                      "connected vector databases here.")
 
 
 class VectorDatabaseResponse(CamelModel):
+    """DataRobot's vector database (every key its SDK requires), plus extensions."""
+
     id: UUID
     name: str
+    size: int = Field(description="Bytes of chunk text and vectors.")
+    use_case_id: str
     dataset_id: UUID
     embedding_model: str
-    dimensions: int
+    chunking_method: str
     chunk_size: int
-    chunk_overlap: int
-    chunk_count: int = Field(description="Chunks indexed; 0 until COMPLETED.")
+    chunk_overlap_percentage: int
+    chunks_count: int = Field(description="Chunks indexed; 0 until COMPLETED.")
+    custom_chunking: bool = False
+    separators: list[str]
+    creation_date: datetime
+    creation_user_id: str
+    organization_id: str
+    tenant_id: str
+    last_update_date: datetime
     execution_status: ExecutionStatus
-    error_message: str = ""
-    build_status_id: UUID | None
-    created: datetime
+    playgrounds_count: int = 0
+    dataset_name: str
+    user_name: str
+    source: str = SOURCE
+    validation_id: str | None = None
+    error_message: str | None = None
+    embedding_validation_id: str | None = None
+    is_separator_regex: bool = False
+    parent_id: UUID | None
+    family_id: UUID
+    metadata_columns: list[str]
+    added_dataset_ids: list[UUID] = Field(description="Every dataset whose documents this "
+                                          "version holds, in the order they were added.")
+    added_dataset_names: list[str] | None = None
+    version: int
+    external_vector_database_connection: dict[str, Any] | None = None
+    metadata_dataset_id: str | None = None
+    metadata_dataset_name: str | None = None
+    metadata_combination_strategy: str | None = None
+    added_metadata_dataset_pairs: list[dict[str, str]] | None = None
+    # Extensions.
+    build_status_id: UUID | None = Field(description="Extension: the job that builds it.")
+    dimensions: int = Field(description="Extension: the length of its vectors.")
 
     @classmethod
     def from_records(cls, vdb: VectorDatabase, job: Job | None) -> VectorDatabaseResponse:
         status, error = execution_status(vdb, job)
-        return cls(id=vdb.id, name=vdb.name, dataset_id=vdb.dataset_id,
-                   embedding_model=vdb.embedding_model, dimensions=vdb.dimensions,
-                   chunk_size=vdb.chunk_size, chunk_overlap=vdb.chunk_overlap,
-                   chunk_count=vdb.chunk_count if status is ExecutionStatus.COMPLETED else 0,
-                   execution_status=status, error_message=error,
-                   build_status_id=vdb.build_job_id, created=vdb.created_at)
+        return cls(
+            id=vdb.id, name=vdb.name, size=vdb.size_bytes, use_case_id=vdb.use_case_id,
+            dataset_id=vdb.dataset_id, embedding_model=vdb.embedding_model,
+            chunking_method=vdb.chunking_method, chunk_size=vdb.chunk_size,
+            chunk_overlap_percentage=vdb.chunk_overlap_percentage,
+            chunks_count=vdb.chunk_count if status is ExecutionStatus.COMPLETED else 0,
+            separators=list(vdb.separators), creation_date=vdb.created_at,
+            creation_user_id=vdb.created_by, organization_id=vdb.tenant, tenant_id=vdb.tenant,
+            last_update_date=vdb.updated_at, execution_status=status,
+            dataset_name=vdb.dataset_name, user_name=vdb.tenant, error_message=error or None,
+            parent_id=vdb.parent_id, family_id=vdb.family_id,
+            metadata_columns=list(vdb.metadata_columns),
+            added_dataset_ids=list(vdb.dataset_ids), version=vdb.version,
+            build_status_id=vdb.build_job_id, dimensions=vdb.dimensions)
 
 
 def execution_status(vdb: VectorDatabase, job: Job | None) -> tuple[ExecutionStatus, str]:
@@ -130,6 +232,12 @@ class VectorDatabaseListResponse(CamelModel):
     total_count: int
 
 
+class CountResponse(CamelModel):
+    """DataRobot's user limit counter (`UserLimits.get_vector_database_count`)."""
+
+    counter: int
+
+
 class SearchRequest(_Request):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     k: int = Field(default=5, ge=1, le=MAX_K)
@@ -143,13 +251,14 @@ class SearchHitResponse(CamelModel):
     start_char: int = Field(description="Where the chunk starts in the document's text.")
     end_char: int
     page: int | None = Field(description="The PDF page where the chunk starts (from 1).")
+    metadata: Metadata = Field(description="Its document's metadata (a CSV row's columns).")
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchHitResponse:
         chunk = hit.chunk
         return cls(text=chunk.text, score=hit.score, document_name=chunk.document,
                    chunk_index=chunk.position, start_char=chunk.start_char,
-                   end_char=chunk.end_char, page=chunk.page)
+                   end_char=chunk.end_char, page=chunk.page, metadata=chunk.metadata)
 
 
 class SearchResponse(CamelModel):

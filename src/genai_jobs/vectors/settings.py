@@ -19,6 +19,8 @@ class VectorSettings(BaseSettings):
     dataset_max_upload_bytes: int = Field(default=512 * MIB, ge=1024)
     dataset_max_file_bytes: int = Field(default=50 * MIB, ge=1)
     dataset_max_files: int = Field(default=1000, ge=1)
+    # Rows of a CSV dataset (each row is a document).
+    dataset_max_rows: int = Field(default=100_000, ge=1)
     dataset_max_total_bytes: int = Field(default=500 * MIB, ge=1)
     # Bytes an archive may expand to, per byte of archive: more is a zip bomb.
     dataset_max_expansion_ratio: float = Field(default=100.0, ge=1)

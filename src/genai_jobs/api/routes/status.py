@@ -1,4 +1,16 @@
-"""The seed: `GET` and `DELETE /api/v2/genai/status/{statusId}/`."""
+"""The seed: `GET` and `DELETE /api/v2/genai/status/{statusId}/`; and DataRobot's classic
+status route `/api/v2/status/{statusId}/`, which sends a finished job's client on to
+what the job made.
+
+The two GET routes answer the same body and differ only in status codes, because
+DataRobot's SDK reads them differently: `JobStatus.get` follows redirects on the
+seed route (so it always answers 200), and `wait_for_async_resolution` polls the
+classic route with redirects off, taking `303 See Other` as done, a status starting
+`error` or `abort` as failed, and polling anything else until its own time-out. So
+the classic route answers 303 to the created resource once COMPLETED, and `410 Gone`
+once EXPIRED (the SDK raises ClientError at once with the body, which says EXPIRED,
+instead of polling a job that can never finish); other states are 200.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +34,7 @@ RETRY_AFTER_SECONDS = 1
 MAX_WAIT_SECONDS = 60
 
 router = APIRouter(tags=["Jobs (GenAI)"])
+classic = APIRouter(tags=["Status"])
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     422: {"model": HTTPValidationErrorResponse, "description": "Validation Error"},
 }
@@ -84,6 +97,40 @@ async def get_status(request: Request) -> Response:
                     headers=status_headers(job, request, services.settings.behind_proxy))
 
 
+@classic.get(
+    "/status/{statusId}/",
+    response_model=None,
+    responses={200: {"model": StatusResponse, "description": "Not finished, failed, aborted, "
+                     "or completed without a resource to show"},
+               303: {"description": "COMPLETED: `Location` is what the job made"},
+               410: {"model": StatusResponse, "description": "EXPIRED"},
+               **ERROR_RESPONSES},
+    summary="DataRobot's classic status route: 303 to the result once COMPLETED.",
+    openapi_extra={"parameters": [_STATUS_ID_PARAMETER, _WAIT_SECONDS_PARAMETER],
+                   "security": [{"BearerAuth": []}]},
+)
+async def get_classic_status(request: Request) -> Response:
+    services = get_services_now(request)
+    caller = await authenticate(request, services)
+    status_id = _parse(_STATUS_ID, request.path_params["statusId"], ("path", "statusId"))
+    wait = request.query_params.get("waitSeconds")
+    seconds = 0 if wait is None else _parse(_WAIT_SECONDS, wait, ("query", "waitSeconds"))
+    job = await services.store.get(status_id, caller.tenant_scope)
+    job = await wait_for_change(services.store, job, caller.tenant_scope,
+                                min(seconds, services.settings.max_wait_seconds), status_fields)
+    headers = status_headers(job, request, services.settings.behind_proxy)
+    return Response(status_body(job), status_code=classic_status_code(job),
+                    media_type="application/json", headers=headers)
+
+
+def classic_status_code(job: Job) -> int:
+    if job.status is JobState.COMPLETED and job.result_location is not None:
+        return 303
+    if job.status is JobState.EXPIRED:
+        return 410
+    return 200
+
+
 def _parse(adapter: TypeAdapter[T], value: str, loc: tuple[str, str]) -> T:
     try:
         return adapter.validate_strings(value)
@@ -91,6 +138,8 @@ def _parse(adapter: TypeAdapter[T], value: str, loc: tuple[str, str]) -> T:
         raise PayloadRejected(validation_items(exc.errors(), loc)) from exc
 
 
+@classic.delete("/status/{statusId}/", response_model=StatusResponse, status_code=202,
+                responses=ERROR_RESPONSES, summary="Abort a job (as the seed route does).")
 @router.delete(
     "/status/{statusId}/",
     response_model=StatusResponse,

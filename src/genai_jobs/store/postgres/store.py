@@ -189,6 +189,13 @@ class PostgresStore(Store):
                     return SubmitOutcome(job_from_row(earlier), created=False)
         raise StoreUnavailable(f"idempotency key {new.idempotency_key!r} keeps changing hands")
 
+    async def record_completed(self, new: NewJob, result: Any, result_location: str | None) -> Job:
+        async with self._connection() as conn:
+            row = await _one(conn, _RECORD_COMPLETED, (
+                uuid.uuid4(), new.tenant, new.job_type, Json(new.payload), new.description,
+                Json(result), result_location, new.max_attempts, new.priority, new.expires_at))
+        return self._announce(job_from_row(_required(row)))
+
     async def get(self, job_id: UUID, tenant: str | None = None) -> Job:
         async with self._connection() as conn:
             row = await _one(conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
@@ -427,6 +434,12 @@ _INSERT = (
     " VALUES (%s, %s, %s, %s, %s, 'INITIALIZED', %s, %s, %s, %s, %s)"
 )
 _INSERT_JOB = f"{_INSERT} RETURNING {JOB_COLUMNS}"
+_RECORD_COMPLETED = (
+    "INSERT INTO jobs (id, tenant, job_type, payload, description, status, result,"
+    " result_location, progress, attempts, max_attempts, priority, started_at, finished_at,"
+    " expires_at) VALUES (%s, %s, %s, %s, %s, 'COMPLETED', %s, %s, 1.0, 1, %s, %s, now(), now(),"
+    f" %s) RETURNING {JOB_COLUMNS}"
+)
 # The conflict target names the partial unique index's predicate, as PostgreSQL requires.
 _INSERT_KEYED_JOB = (f"{_INSERT} ON CONFLICT (tenant, idempotency_key)"
                      f" WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING {JOB_COLUMNS}")

@@ -143,6 +143,24 @@ class SQLiteStore(Store):
 
         return await self._write(insert)
 
+    async def record_completed(self, new: NewJob, result: Any, result_location: str | None) -> Job:
+        def insert(tx: WriteTx) -> Job:
+            job_id = uuid.uuid4()
+            row = tx.conn.execute(
+                "INSERT INTO jobs (id, tenant, job_type, payload, description, status, result,"
+                " result_location, progress, attempts, max_attempts, priority, created_at,"
+                " updated_at, started_at, finished_at, expires_at, run_after, change_seq)"
+                " VALUES (?, ?, ?, ?, ?, 'COMPLETED', ?, ?, 1.0, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING *",
+                (str(job_id), new.tenant, new.job_type, dump_json(new.payload), new.description,
+                 dump_json(result), result_location, new.max_attempts, new.priority, tx.now,
+                 tx.now, tx.now, tx.now, to_epoch(new.expires_at), tx.now, tx.seq),
+            ).fetchone()
+            tx.changed.add(job_id)
+            return job_from_row(row)
+
+        return await self._write(insert)
+
     async def get(self, job_id: UUID, tenant: str | None = None) -> Job:
         row = self._db.query_one("SELECT * FROM jobs WHERE id = ?", (str(job_id),))
         if row is None or (tenant is not None and row["tenant"] != tenant):

@@ -17,19 +17,20 @@ from uuid import UUID
 from genai_jobs.vectors.records import (
     Chunk,
     Dataset,
-    Document,
+    DocumentInfo,
     NewChunk,
+    NewDataset,
     NewVectorDatabase,
     Page,
     VectorDatabase,
+    VectorDatabaseQuery,
 )
 
 
 class VectorStore(abc.ABC):
     # -- datasets ---------------------------------------------------------
     @abc.abstractmethod
-    async def create_dataset(self, tenant: str, name: str,
-                             documents: Sequence[Document]) -> Dataset:
+    async def create_dataset(self, new: NewDataset) -> Dataset:
         """Store the dataset and all its documents in one transaction."""
 
     @abc.abstractmethod
@@ -41,6 +42,10 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     async def delete_dataset(self, dataset_id: UUID, tenant: str | None) -> None: ...
+
+    @abc.abstractmethod
+    async def documents(self, dataset_id: UUID) -> list[DocumentInfo]:
+        """The dataset's documents in order, without their bytes (DatasetNotFound if gone)."""
 
     @abc.abstractmethod
     async def read_document(self, dataset_id: UUID, position: int) -> bytes:
@@ -58,7 +63,19 @@ class VectorStore(abc.ABC):
     async def get_vector_database(self, vdb_id: UUID, tenant: str | None) -> VectorDatabase: ...
 
     @abc.abstractmethod
-    async def list_vector_databases(self, page: Page) -> tuple[list[VectorDatabase], int]: ...
+    async def list_vector_databases(
+            self, query: VectorDatabaseQuery) -> tuple[list[VectorDatabase], int]: ...
+
+    @abc.abstractmethod
+    async def count_vector_databases(self, tenant: str | None) -> int: ...
+
+    @abc.abstractmethod
+    async def latest_version(self, family_id: UUID) -> int:
+        """The highest version number in the family (0 if it has none)."""
+
+    @abc.abstractmethod
+    async def rename_vector_database(self, vdb_id: UUID, tenant: str | None,
+                                     name: str) -> VectorDatabase: ...
 
     @abc.abstractmethod
     async def delete_vector_database(self, vdb_id: UUID, tenant: str | None) -> VectorDatabase:
@@ -78,6 +95,12 @@ class VectorStore(abc.ABC):
         """Write chunks `first_seq`, `first_seq + 1`, ...; BuildSuperseded if not ours."""
 
     @abc.abstractmethod
+    async def copy_chunks(self, vdb_id: UUID, build_id: UUID, parent_id: UUID) -> int:
+        """Copy the built parent's chunks and vectors as this build's first ones, in one
+        transaction; the number copied. VectorDatabaseNotFound if the parent is gone or
+        not built; BuildSuperseded if the build is not ours."""
+
+    @abc.abstractmethod
     async def chunk_texts(self, vdb_id: UUID, first_seq: int, count: int) -> list[str]: ...
 
     @abc.abstractmethod
@@ -87,7 +110,7 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int) -> None:
-        """Mark the index whole; BuildSuperseded if not ours."""
+        """Mark the index whole and record its size; BuildSuperseded if not ours."""
 
     @abc.abstractmethod
     async def discard_build(self, vdb_id: UUID, build_id: UUID) -> None:
@@ -101,4 +124,8 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     async def chunks(self, vdb_id: UUID, seqs: Sequence[int]) -> list[Chunk]:
         """The chunks with these seqs (in no particular order)."""
+
+    @abc.abstractmethod
+    async def chunk_range(self, vdb_id: UUID, first_seq: int, count: int) -> list[Chunk]:
+        """Chunks `first_seq` .. `first_seq + count - 1`, in seq order."""
 

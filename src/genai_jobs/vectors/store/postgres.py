@@ -16,6 +16,7 @@ from uuid import UUID
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
+from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from genai_jobs.domain import StoreUnavailable
@@ -24,15 +25,16 @@ from genai_jobs.vectors.records import (
     Chunk,
     Dataset,
     DatasetNotFound,
-    Document,
     DocumentInfo,
-    DocumentKind,
     NewChunk,
+    NewDataset,
     NewVectorDatabase,
     Page,
     VectorDatabase,
     VectorDatabaseNotFound,
+    VectorDatabaseQuery,
 )
+from genai_jobs.vectors.store import rows as mapping
 from genai_jobs.vectors.store.base import VectorStore
 
 Conn = AsyncConnection[DictRow]
@@ -47,30 +49,29 @@ class PostgresVectorStore(VectorStore):
         self._pool = pool
 
     # -- datasets ---------------------------------------------------------
-    async def create_dataset(self, tenant: str, name: str,
-                             documents: Sequence[Document]) -> Dataset:
-        dataset_id = uuid.uuid4()
+    async def create_dataset(self, new: NewDataset) -> Dataset:
         async with self._transaction() as conn:
             await conn.execute(
-                "INSERT INTO datasets (id, tenant, name, file_count, total_bytes)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (dataset_id, tenant, name, len(documents),
-                 sum(len(document.content) for document in documents)))
+                "INSERT INTO datasets (id, version_id, tenant, name, file_count, total_bytes,"
+                " created_by, metadata_columns) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (new.id, uuid.uuid4(), new.tenant, new.name, len(new.documents),
+                 sum(len(document.content) for document in new.documents), new.created_by,
+                 Json(mapping.columns_json(list(new.metadata_columns)))))
             async with conn.cursor() as cursor:
                 await cursor.executemany(
                     "INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
-                    " content) VALUES (%s, %s, %s, %s, %s, %s)",
-                    [(dataset_id, position, document.name, document.kind.value,
-                      len(document.content), document.content)
-                     for position, document in enumerate(documents)])
-        return await self.get_dataset(dataset_id, tenant)
+                    " content, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [(new.id, position, document.name, document.kind.value,
+                      len(document.content), document.content, Json(dict(document.metadata)))
+                     for position, document in enumerate(new.documents)])
+        return await self.get_dataset(new.id, new.tenant)
 
     async def get_dataset(self, dataset_id: UUID, tenant: str | None) -> Dataset:
         async with self._connection() as conn:
             row = await _one(conn, "SELECT * FROM datasets WHERE id = %s", (dataset_id,))
-            if row is None or (tenant is not None and row["tenant"] != tenant):
-                raise DatasetNotFound(dataset_id)
-            return (await _datasets(conn, [row]))[0]
+        if row is None or (tenant is not None and row["tenant"] != tenant):
+            raise DatasetNotFound(dataset_id)
+        return mapping.dataset(row, DECODE, row["file_count"])
 
     async def list_datasets(self, page: Page) -> tuple[list[Dataset], int]:
         where, params = _tenant_filter(page.tenant)
@@ -79,12 +80,21 @@ class PostgresVectorStore(VectorStore):
             rows = await (await conn.execute(
                 f"SELECT * FROM datasets{where} ORDER BY created_at DESC, id DESC"
                 " LIMIT %s OFFSET %s", [*params, page.limit, page.offset])).fetchall()
-            return await _datasets(conn, rows), int(total["n"] if total else 0)
+        return ([mapping.dataset(row, DECODE, row["file_count"]) for row in rows],
+                int(total["n"] if total else 0))
 
     async def delete_dataset(self, dataset_id: UUID, tenant: str | None) -> None:
         await self.get_dataset(dataset_id, tenant)
         async with self._connection() as conn:
             await conn.execute("DELETE FROM datasets WHERE id = %s", (dataset_id,))
+
+    async def documents(self, dataset_id: UUID) -> list[DocumentInfo]:
+        await self.get_dataset(dataset_id, None)
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT position, name, kind, size_bytes, metadata FROM dataset_files"
+                " WHERE dataset_id = %s ORDER BY position", (dataset_id,))).fetchall()
+        return [mapping.document_info(row, DECODE) for row in rows]
 
     async def read_document(self, dataset_id: UUID, position: int) -> bytes:
         async with self._connection() as conn:
@@ -96,15 +106,23 @@ class PostgresVectorStore(VectorStore):
 
     # -- vector databases ---------------------------------------------------
     async def create_vector_database(self, new: NewVectorDatabase) -> VectorDatabase:
+        dataset_ids = [str(each) for each in new.dataset_ids or (new.dataset_id,)]
         async with self._connection() as conn:
             row = await _one(
-                conn, "INSERT INTO vector_databases (id, tenant, name, dataset_id,"
-                " embedding_model, dimensions, chunk_size, chunk_overlap, url)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-                (new.id, new.tenant, new.name, new.dataset_id, new.embedding_model,
-                 new.dimensions, new.chunk_size, new.chunk_overlap, new.url))
+                conn, "INSERT INTO vector_databases (id, tenant, name, dataset_id, dataset_name,"
+                " embedding_model, dimensions, chunk_size, chunk_overlap,"
+                " chunk_overlap_percentage, separators, chunking_method, url, use_case_id,"
+                " created_by, parent_id, family_id, version, dataset_ids, metadata_columns)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " %s, %s, %s) RETURNING *",
+                (new.id, new.tenant, new.name, new.dataset_id, new.dataset_name,
+                 new.embedding_model, new.dimensions, new.chunk_size, new.chunk_overlap,
+                 new.chunk_overlap_percentage, Json(list(new.separators)),
+                 new.chunking_method, new.url, new.use_case_id, new.created_by, new.parent_id,
+                 new.family_id or new.id, new.version, Json(dataset_ids),
+                 Json(list(new.metadata_columns))))
         assert row is not None
-        return _vdb(row)
+        return mapping.vector_database(row, DECODE)
 
     async def set_build_job(self, vdb_id: UUID, job_id: UUID) -> None:
         async with self._connection() as conn:
@@ -116,17 +134,41 @@ class PostgresVectorStore(VectorStore):
             row = await _one(conn, "SELECT * FROM vector_databases WHERE id = %s", (vdb_id,))
         if row is None or (tenant is not None and row["tenant"] != tenant):
             raise VectorDatabaseNotFound(vdb_id)
-        return _vdb(row)
+        return mapping.vector_database(row, DECODE)
 
-    async def list_vector_databases(self, page: Page) -> tuple[list[VectorDatabase], int]:
-        where, params = _tenant_filter(page.tenant)
+    async def list_vector_databases(
+            self, query: VectorDatabaseQuery) -> tuple[list[VectorDatabase], int]:
+        where, order, params = mapping.listing_sql(query, "%s", "ILIKE")
         async with self._connection() as conn:
             total = await _one(conn, f"SELECT COUNT(*) AS n FROM vector_databases{where}",
                                params)
             rows = await (await conn.execute(
-                f"SELECT * FROM vector_databases{where} ORDER BY created_at DESC, id DESC"
-                " LIMIT %s OFFSET %s", [*params, page.limit, page.offset])).fetchall()
-        return [_vdb(row) for row in rows], int(total["n"] if total else 0)
+                f"SELECT * FROM vector_databases{where}{order} LIMIT %s OFFSET %s",
+                [*params, query.page.limit, query.page.offset])).fetchall()
+        return ([mapping.vector_database(row, DECODE) for row in rows],
+                int(total["n"] if total else 0))
+
+    async def count_vector_databases(self, tenant: str | None) -> int:
+        where, params = _tenant_filter(tenant)
+        async with self._connection() as conn:
+            row = await _one(conn, f"SELECT COUNT(*) AS n FROM vector_databases{where}", params)
+        return int(row["n"] if row else 0)
+
+    async def latest_version(self, family_id: UUID) -> int:
+        async with self._connection() as conn:
+            row = await _one(conn, "SELECT MAX(version) AS v FROM vector_databases"
+                             " WHERE family_id = %s", (family_id,))
+        return int(row["v"] or 0) if row is not None else 0
+
+    async def rename_vector_database(self, vdb_id: UUID, tenant: str | None,
+                                     name: str) -> VectorDatabase:
+        await self.get_vector_database(vdb_id, tenant)
+        async with self._connection() as conn:
+            row = await _one(conn, "UPDATE vector_databases SET name = %s, updated_at = now()"
+                             " WHERE id = %s RETURNING *", (name, vdb_id))
+        if row is None:  # deleted meanwhile
+            raise VectorDatabaseNotFound(vdb_id)
+        return mapping.vector_database(row, DECODE)
 
     async def delete_vector_database(self, vdb_id: UUID, tenant: str | None) -> VectorDatabase:
         vdb = await self.get_vector_database(vdb_id, tenant)
@@ -146,7 +188,7 @@ class PostgresVectorStore(VectorStore):
                                  " build_id = %s WHERE id = %s RETURNING *",
                                  (job_id, build_id, vdb_id))
         assert updated is not None
-        return _vdb(updated)
+        return mapping.vector_database(updated, DECODE)
 
     async def add_chunks(self, vdb_id: UUID, build_id: UUID, first_seq: int,
                          chunks: Sequence[NewChunk]) -> None:
@@ -155,10 +197,29 @@ class PostgresVectorStore(VectorStore):
             async with conn.cursor() as cursor:
                 await cursor.executemany(
                     "INSERT INTO vector_chunks (vdb_id, seq, document, position, page,"
-                    " start_char, end_char, text) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    " start_char, end_char, text, metadata)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [(vdb_id, first_seq + offset, chunk.document, chunk.position, chunk.page,
-                      chunk.start_char, chunk.end_char, chunk.text)
+                      chunk.start_char, chunk.end_char, chunk.text, Json(dict(chunk.metadata)))
                      for offset, chunk in enumerate(chunks)])
+
+    async def copy_chunks(self, vdb_id: UUID, build_id: UUID, parent_id: UUID) -> int:
+        async with self._transaction() as conn:
+            await _check_owner(conn, vdb_id, build_id)
+            parent = await _one(conn, "SELECT chunk_count FROM vector_databases WHERE id = %s"
+                                " AND built_at IS NOT NULL FOR SHARE", (parent_id,))
+            if parent is None:
+                raise VectorDatabaseNotFound(parent_id)
+            await conn.execute(
+                "INSERT INTO vector_chunks (vdb_id, seq, document, position, page, start_char,"
+                " end_char, text, metadata) SELECT %s, seq, document, position, page,"
+                " start_char, end_char, text, metadata FROM vector_chunks WHERE vdb_id = %s",
+                (vdb_id, parent_id))
+            await conn.execute(
+                "INSERT INTO vector_batches (vdb_id, first_seq, count, vectors)"
+                " SELECT %s, first_seq, count, vectors FROM vector_batches WHERE vdb_id = %s",
+                (vdb_id, parent_id))
+        return int(parent["chunk_count"])
 
     async def chunk_texts(self, vdb_id: UUID, first_seq: int, count: int) -> list[str]:
         async with self._connection() as conn:
@@ -177,8 +238,12 @@ class PostgresVectorStore(VectorStore):
     async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int) -> None:
         async with self._transaction() as conn:
             await _check_owner(conn, vdb_id, build_id)
-            await conn.execute("UPDATE vector_databases SET chunk_count = %s, built_at = now()"
-                               " WHERE id = %s", (chunk_count, vdb_id))
+            await conn.execute(
+                "UPDATE vector_databases SET chunk_count = %(count)s, built_at = now(),"
+                " updated_at = now(), size_bytes = (SELECT COALESCE(SUM(octet_length(text)), 0)"
+                " FROM vector_chunks WHERE vdb_id = %(id)s)"
+                " + (SELECT COALESCE(SUM(octet_length(vectors)), 0) FROM vector_batches"
+                " WHERE vdb_id = %(id)s) WHERE id = %(id)s", {"count": chunk_count, "id": vdb_id})
 
     async def discard_build(self, vdb_id: UUID, build_id: UUID) -> None:
         async with self._transaction() as conn:
@@ -209,8 +274,14 @@ class PostgresVectorStore(VectorStore):
             rows = await (await conn.execute(
                 "SELECT * FROM vector_chunks WHERE vdb_id = %s AND seq = ANY(%s)",
                 (vdb_id, list(seqs)))).fetchall()
-        return [Chunk(row["seq"], row["document"], row["position"], row["page"],
-                      row["start_char"], row["end_char"], row["text"]) for row in rows]
+        return [mapping.chunk(row, DECODE) for row in rows]
+
+    async def chunk_range(self, vdb_id: UUID, first_seq: int, count: int) -> list[Chunk]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT * FROM vector_chunks WHERE vdb_id = %s AND seq >= %s AND seq < %s"
+                " ORDER BY seq", (vdb_id, first_seq, first_seq + count))).fetchall()
+        return [mapping.chunk(row, DECODE) for row in rows]
 
     # -- connections --------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -234,19 +305,6 @@ async def _one(conn: Conn, query: Any, params: Any) -> Row | None:
     return await (await conn.execute(query, params)).fetchone()
 
 
-async def _datasets(conn: Conn, rows: list[Row]) -> list[Dataset]:
-    ids = [row["id"] for row in rows]
-    files: dict[UUID, list[DocumentInfo]] = {dataset_id: [] for dataset_id in ids}
-    if ids:
-        for file in await (await conn.execute(
-                "SELECT dataset_id, position, name, kind, size_bytes FROM dataset_files"
-                " WHERE dataset_id = ANY(%s) ORDER BY dataset_id, position", (ids,))).fetchall():
-            files[file["dataset_id"]].append(DocumentInfo(
-                file["position"], file["name"], DocumentKind(file["kind"]), file["size_bytes"]))
-    return [Dataset(row["id"], row["tenant"], row["name"], files[row["id"]],
-                    row["total_bytes"], row["created_at"]) for row in rows]
-
-
 def _tenant_filter(tenant: str | None) -> tuple[str, list[Any]]:
     return ("", []) if tenant is None else (" WHERE tenant = %s", [tenant])
 
@@ -265,10 +323,9 @@ async def _clear(conn: Conn, vdb_id: UUID) -> None:
                        " WHERE id = %s", (vdb_id,))
 
 
-def _vdb(row: Row) -> VectorDatabase:
-    return VectorDatabase(
-        id=row["id"], tenant=row["tenant"], name=row["name"], dataset_id=row["dataset_id"],
-        embedding_model=row["embedding_model"], dimensions=row["dimensions"],
-        chunk_size=row["chunk_size"], chunk_overlap=row["chunk_overlap"], url=row["url"],
-        build_job_id=row["build_job_id"], build_id=row["build_id"],
-        chunk_count=row["chunk_count"], built_at=row["built_at"], created_at=row["created_at"])
+def _same(value: Any) -> Any:
+    return value
+
+
+# psycopg gives UUIDs, datetimes and decoded JSON as they are.
+DECODE = mapping.Decoder(uuid=_same, time=_same, json=_same)

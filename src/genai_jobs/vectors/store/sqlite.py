@@ -17,21 +17,22 @@ from typing import Any
 from uuid import UUID
 
 from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx, connect
-from genai_jobs.store.sqlite.rows import from_epoch, maybe_datetime
+from genai_jobs.store.sqlite.rows import dump_json, from_epoch, load_json
 from genai_jobs.vectors.records import (
     BuildSuperseded,
     Chunk,
     Dataset,
     DatasetNotFound,
-    Document,
     DocumentInfo,
-    DocumentKind,
     NewChunk,
+    NewDataset,
     NewVectorDatabase,
     Page,
     VectorDatabase,
     VectorDatabaseNotFound,
+    VectorDatabaseQuery,
 )
+from genai_jobs.vectors.store import rows as mapping
 from genai_jobs.vectors.store.base import VectorStore
 
 # Vector batches read per trip to the reading thread.
@@ -43,52 +44,38 @@ class SQLiteVectorStore(VectorStore):
         self._db = database
 
     # -- datasets ---------------------------------------------------------
-    async def create_dataset(self, tenant: str, name: str,
-                             documents: Sequence[Document]) -> Dataset:
-        dataset_id = str(uuid.uuid4())
+    async def create_dataset(self, new: NewDataset) -> Dataset:
+        dataset_id = str(new.id)
 
         def insert(tx: WriteTx) -> None:
             tx.conn.execute(
-                "INSERT INTO datasets (id, tenant, name, file_count, total_bytes, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (dataset_id, tenant, name, len(documents),
-                 sum(len(document.content) for document in documents), tx.now))
+                "INSERT INTO datasets (id, version_id, tenant, name, file_count, total_bytes,"
+                " created_by, metadata_columns, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (dataset_id, str(uuid.uuid4()), new.tenant, new.name, len(new.documents),
+                 sum(len(document.content) for document in new.documents), new.created_by,
+                 dump_json(mapping.columns_json(list(new.metadata_columns))), tx.now))
             tx.conn.executemany(
                 "INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
-                " content) VALUES (?, ?, ?, ?, ?, ?)",
+                " content, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(dataset_id, position, document.name, document.kind.value,
-                  len(document.content), document.content)
-                 for position, document in enumerate(documents)])
+                  len(document.content), document.content, dump_json(dict(document.metadata)))
+                 for position, document in enumerate(new.documents)])
 
         await self._db.write(insert, bump=False)
-        return await self.get_dataset(UUID(dataset_id), tenant)
+        return await self.get_dataset(new.id, new.tenant)
 
     async def get_dataset(self, dataset_id: UUID, tenant: str | None) -> Dataset:
         row = self._db.query_one("SELECT * FROM datasets WHERE id = ?", (str(dataset_id),))
         if row is None or (tenant is not None and row["tenant"] != tenant):
             raise DatasetNotFound(dataset_id)
-        return self._datasets([row])[0]
+        return mapping.dataset(row, DECODE, row["file_count"])
 
     async def list_datasets(self, page: Page) -> tuple[list[Dataset], int]:
         where, params = _tenant_filter(page.tenant)
         total = self._db.query(f"SELECT COUNT(*) FROM datasets{where}", params)[0][0]
         rows = self._db.query(f"SELECT * FROM datasets{where} ORDER BY created_at DESC, id DESC"
                               " LIMIT ? OFFSET ?", [*params, page.limit, page.offset])
-        return self._datasets(rows), int(total)
-
-    def _datasets(self, rows: list[sqlite3.Row]) -> list[Dataset]:
-        ids = [row["id"] for row in rows]
-        files: dict[str, list[DocumentInfo]] = {dataset_id: [] for dataset_id in ids}
-        if ids:
-            for file in self._db.query(
-                    "SELECT dataset_id, position, name, kind, size_bytes FROM dataset_files"
-                    f" WHERE dataset_id IN ({', '.join('?' for _ in ids)})"
-                    " ORDER BY dataset_id, position", ids):
-                files[file["dataset_id"]].append(DocumentInfo(
-                    file["position"], file["name"], DocumentKind(file["kind"]),
-                    file["size_bytes"]))
-        return [Dataset(UUID(row["id"]), row["tenant"], row["name"], files[row["id"]],
-                        row["total_bytes"], from_epoch(row["created_at"])) for row in rows]
+        return [mapping.dataset(row, DECODE, row["file_count"]) for row in rows], int(total)
 
     async def delete_dataset(self, dataset_id: UUID, tenant: str | None) -> None:
         await self.get_dataset(dataset_id, tenant)
@@ -97,6 +84,13 @@ class SQLiteVectorStore(VectorStore):
             tx.conn.execute("DELETE FROM datasets WHERE id = ?", (str(dataset_id),))
 
         await self._db.write(delete, bump=False)
+
+    async def documents(self, dataset_id: UUID) -> list[DocumentInfo]:
+        await self.get_dataset(dataset_id, None)
+        rows = self._db.query("SELECT position, name, kind, size_bytes, metadata"
+                              " FROM dataset_files WHERE dataset_id = ? ORDER BY position",
+                              (str(dataset_id),))
+        return [mapping.document_info(row, DECODE) for row in rows]
 
     async def read_document(self, dataset_id: UUID, position: int) -> bytes:
         rows = await self._read("SELECT content FROM dataset_files WHERE dataset_id = ?"
@@ -108,19 +102,28 @@ class SQLiteVectorStore(VectorStore):
     # -- vector databases ---------------------------------------------------
     async def create_vector_database(self, new: NewVectorDatabase) -> VectorDatabase:
         vdb_id = str(new.id)
+        dataset_ids = [str(each) for each in new.dataset_ids or (new.dataset_id,)]
 
         def insert(tx: WriteTx) -> sqlite3.Row:
             row: sqlite3.Row = tx.conn.execute(
-                "INSERT INTO vector_databases (id, tenant, name, dataset_id, embedding_model,"
-                " dimensions, chunk_size, chunk_overlap, url, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-                (vdb_id, new.tenant, new.name, str(new.dataset_id), new.embedding_model,
-                 new.dimensions, new.chunk_size, new.chunk_overlap,
-                 new.url, tx.now)).fetchone()
+                "INSERT INTO vector_databases (id, tenant, name, dataset_id, dataset_name,"
+                " embedding_model, dimensions, chunk_size, chunk_overlap,"
+                " chunk_overlap_percentage, separators, chunking_method, url, use_case_id,"
+                " created_by, parent_id, family_id, version, dataset_ids, metadata_columns,"
+                " created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING *",
+                (vdb_id, new.tenant, new.name, str(new.dataset_id), new.dataset_name,
+                 new.embedding_model, new.dimensions, new.chunk_size, new.chunk_overlap,
+                 new.chunk_overlap_percentage, dump_json(list(new.separators)),
+                 new.chunking_method, new.url, new.use_case_id, new.created_by,
+                 _text(new.parent_id), str(new.family_id or new.id), new.version,
+                 dump_json(dataset_ids), dump_json(list(new.metadata_columns)), tx.now,
+                 tx.now)).fetchone()
             return row
 
         row, _ = await self._db.write(insert, bump=False)
-        return _vdb(row)
+        return mapping.vector_database(row, DECODE)
 
     async def set_build_job(self, vdb_id: UUID, job_id: UUID) -> None:
         def update(tx: WriteTx) -> None:
@@ -133,15 +136,40 @@ class SQLiteVectorStore(VectorStore):
         row = self._db.query_one("SELECT * FROM vector_databases WHERE id = ?", (str(vdb_id),))
         if row is None or (tenant is not None and row["tenant"] != tenant):
             raise VectorDatabaseNotFound(vdb_id)
-        return _vdb(row)
+        return mapping.vector_database(row, DECODE)
 
-    async def list_vector_databases(self, page: Page) -> tuple[list[VectorDatabase], int]:
-        where, params = _tenant_filter(page.tenant)
+    async def list_vector_databases(
+            self, query: VectorDatabaseQuery) -> tuple[list[VectorDatabase], int]:
+        where, order, params = mapping.listing_sql(query, "?", "LIKE")
         total = self._db.query(f"SELECT COUNT(*) FROM vector_databases{where}", params)[0][0]
-        rows = self._db.query(f"SELECT * FROM vector_databases{where}"
-                              " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                              [*params, page.limit, page.offset])
-        return [_vdb(row) for row in rows], int(total)
+        rows = self._db.query(f"SELECT * FROM vector_databases{where}{order} LIMIT ? OFFSET ?",
+                              [*params, query.page.limit, query.page.offset])
+        return [mapping.vector_database(row, DECODE) for row in rows], int(total)
+
+    async def count_vector_databases(self, tenant: str | None) -> int:
+        where, params = _tenant_filter(tenant)
+        return int(self._db.query(f"SELECT COUNT(*) FROM vector_databases{where}",
+                                  params)[0][0])
+
+    async def latest_version(self, family_id: UUID) -> int:
+        row = self._db.query_one("SELECT MAX(version) FROM vector_databases WHERE family_id = ?",
+                                 (str(family_id),))
+        return int(row[0] or 0) if row is not None else 0
+
+    async def rename_vector_database(self, vdb_id: UUID, tenant: str | None,
+                                     name: str) -> VectorDatabase:
+        await self.get_vector_database(vdb_id, tenant)
+
+        def rename(tx: WriteTx) -> sqlite3.Row | None:
+            found: sqlite3.Row | None = tx.conn.execute(
+                "UPDATE vector_databases SET name = ?, updated_at = ? WHERE id = ? RETURNING *",
+                (name, tx.now, str(vdb_id))).fetchone()
+            return found
+
+        row, _ = await self._db.write(rename, bump=False)
+        if row is None:  # deleted meanwhile
+            raise VectorDatabaseNotFound(vdb_id)
+        return mapping.vector_database(row, DECODE)
 
     async def delete_vector_database(self, vdb_id: UUID, tenant: str | None) -> VectorDatabase:
         vdb = await self.get_vector_database(vdb_id, tenant)
@@ -167,7 +195,7 @@ class SQLiteVectorStore(VectorStore):
             return updated
 
         row, _ = await self._db.write(start, bump=False)
-        return _vdb(row)
+        return mapping.vector_database(row, DECODE)
 
     async def add_chunks(self, vdb_id: UUID, build_id: UUID, first_seq: int,
                          chunks: Sequence[NewChunk]) -> None:
@@ -175,12 +203,33 @@ class SQLiteVectorStore(VectorStore):
             _check_owner(tx, vdb_id, build_id)
             tx.conn.executemany(
                 "INSERT INTO vector_chunks (vdb_id, seq, document, position, page, start_char,"
-                " end_char, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " end_char, text, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(str(vdb_id), first_seq + offset, chunk.document, chunk.position, chunk.page,
-                  chunk.start_char, chunk.end_char, chunk.text)
+                  chunk.start_char, chunk.end_char, chunk.text, dump_json(dict(chunk.metadata)))
                  for offset, chunk in enumerate(chunks)])
 
         await self._db.write(insert, bump=False)
+
+    async def copy_chunks(self, vdb_id: UUID, build_id: UUID, parent_id: UUID) -> int:
+        def copy(tx: WriteTx) -> int:
+            _check_owner(tx, vdb_id, build_id)
+            parent = tx.conn.execute("SELECT chunk_count FROM vector_databases WHERE id = ?"
+                                     " AND built_at IS NOT NULL", (str(parent_id),)).fetchone()
+            if parent is None:
+                raise VectorDatabaseNotFound(parent_id)
+            tx.conn.execute(
+                "INSERT INTO vector_chunks (vdb_id, seq, document, position, page, start_char,"
+                " end_char, text, metadata) SELECT ?, seq, document, position, page,"
+                " start_char, end_char, text, metadata FROM vector_chunks WHERE vdb_id = ?",
+                (str(vdb_id), str(parent_id)))
+            tx.conn.execute(
+                "INSERT INTO vector_batches (vdb_id, first_seq, count, vectors)"
+                " SELECT ?, first_seq, count, vectors FROM vector_batches WHERE vdb_id = ?",
+                (str(vdb_id), str(parent_id)))
+            return int(parent[0])
+
+        copied, _ = await self._db.write(copy, bump=False)
+        return copied
 
     async def chunk_texts(self, vdb_id: UUID, first_seq: int, count: int) -> list[str]:
         rows = self._db.query("SELECT text FROM vector_chunks WHERE vdb_id = ? AND seq >= ?"
@@ -200,8 +249,13 @@ class SQLiteVectorStore(VectorStore):
     async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int) -> None:
         def finish(tx: WriteTx) -> None:
             _check_owner(tx, vdb_id, build_id)
-            tx.conn.execute("UPDATE vector_databases SET chunk_count = ?, built_at = ?"
-                            " WHERE id = ?", (chunk_count, tx.now, str(vdb_id)))
+            tx.conn.execute(
+                "UPDATE vector_databases SET chunk_count = :count, built_at = :now,"
+                " updated_at = :now, size_bytes = (SELECT COALESCE(SUM(LENGTH(CAST(text AS"
+                " BLOB))), 0) FROM vector_chunks WHERE vdb_id = :id)"
+                " + (SELECT COALESCE(SUM(LENGTH(vectors)), 0) FROM vector_batches"
+                " WHERE vdb_id = :id) WHERE id = :id",
+                {"count": chunk_count, "now": tx.now, "id": str(vdb_id)})
 
         await self._db.write(finish, bump=False)
 
@@ -234,8 +288,13 @@ class SQLiteVectorStore(VectorStore):
         rows = self._db.query(
             "SELECT * FROM vector_chunks WHERE vdb_id = ?"
             f" AND seq IN ({', '.join('?' for _ in seqs)})", [str(vdb_id), *seqs])
-        return [Chunk(row["seq"], row["document"], row["position"], row["page"],
-                      row["start_char"], row["end_char"], row["text"]) for row in rows]
+        return [mapping.chunk(row, DECODE) for row in rows]
+
+    async def chunk_range(self, vdb_id: UUID, first_seq: int, count: int) -> list[Chunk]:
+        rows = self._db.query("SELECT * FROM vector_chunks WHERE vdb_id = ? AND seq >= ?"
+                              " AND seq < ? ORDER BY seq",
+                              (str(vdb_id), first_seq, first_seq + count))
+        return [mapping.chunk(row, DECODE) for row in rows]
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """A large read, in a thread on a connection of its own."""
@@ -267,16 +326,8 @@ def _clear(tx: WriteTx, vdb_id: UUID) -> None:
                     " WHERE id = ?", (str(vdb_id),))
 
 
-def _vdb(row: sqlite3.Row) -> VectorDatabase:
-    return VectorDatabase(
-        id=UUID(row["id"]), tenant=row["tenant"], name=row["name"],
-        dataset_id=UUID(row["dataset_id"]), embedding_model=row["embedding_model"],
-        dimensions=row["dimensions"], chunk_size=row["chunk_size"],
-        chunk_overlap=row["chunk_overlap"], url=row["url"],
-        build_job_id=_uuid(row["build_job_id"]), build_id=_uuid(row["build_id"]),
-        chunk_count=row["chunk_count"], built_at=maybe_datetime(row["built_at"]),
-        created_at=from_epoch(row["created_at"]))
+def _text(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
 
 
-def _uuid(value: str | None) -> UUID | None:
-    return None if value is None else UUID(value)
+DECODE = mapping.Decoder(uuid=UUID, time=from_epoch, json=load_json)

@@ -1,0 +1,39 @@
+-- DataRobot's shapes of datasets and vector databases: what its SDK reads and sends.
+
+-- A dataset has one version (uploads make new datasets), named as DataRobot names it.
+ALTER TABLE datasets ADD COLUMN version_id TEXT;
+ALTER TABLE datasets ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+-- JSON: [{"name": ..., "type": "text" | "number" | "boolean" | "date"}, ...] of a CSV's
+-- metadata columns; every document (row) has its values in dataset_files.metadata.
+ALTER TABLE datasets ADD COLUMN metadata_columns TEXT NOT NULL DEFAULT '[]';
+UPDATE datasets SET version_id = id;
+ALTER TABLE dataset_files ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
+
+-- chunk_overlap stays the overlap in tokens (what builds use); the percentage is
+-- what was asked for. Separators empty: fixed token windows.
+ALTER TABLE vector_databases ADD COLUMN use_case_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE vector_databases ADD COLUMN chunking_method TEXT NOT NULL DEFAULT 'recursive';
+ALTER TABLE vector_databases ADD COLUMN chunk_overlap_percentage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE vector_databases ADD COLUMN separators TEXT NOT NULL DEFAULT '[]';
+-- Versions: a family is a root and the versions made from it; dataset_ids lists
+-- every dataset whose documents the version holds, in the order they were added.
+ALTER TABLE vector_databases ADD COLUMN parent_id TEXT;
+ALTER TABLE vector_databases ADD COLUMN family_id TEXT;
+ALTER TABLE vector_databases ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE vector_databases ADD COLUMN dataset_ids TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE vector_databases ADD COLUMN dataset_name TEXT NOT NULL DEFAULT '';
+ALTER TABLE vector_databases ADD COLUMN metadata_columns TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE vector_databases ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE vector_databases ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE vector_databases ADD COLUMN updated_at REAL;
+UPDATE vector_databases SET
+    family_id = id,
+    dataset_ids = json_array(dataset_id),
+    chunk_overlap_percentage = CAST(100 * chunk_overlap / chunk_size AS INTEGER),
+    dataset_name = COALESCE((SELECT name FROM datasets WHERE datasets.id = dataset_id), ''),
+    updated_at = created_at;
+CREATE INDEX vector_databases_family ON vector_databases (family_id, version);
+
+-- Each chunk carries its document's metadata (JSON), so that a version whose
+-- chunks come from several datasets needs none of them to export or filter.
+ALTER TABLE vector_chunks ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';

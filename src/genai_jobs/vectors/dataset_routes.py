@@ -1,0 +1,147 @@
+"""DataRobot's dataset routes, `/api/v2/datasets/...`, as `datarobot.Dataset` calls them.
+
+An upload is ingested inside its request (checked, unzipped or read as a CSV, and
+committed), so it is done before the SDK's first status poll and its 5-second
+sleep never happens; a file that cannot be used is a 422 naming it, and nothing is
+stored. The ingest is recorded as a job that is COMPLETED from the start, so that
+the upload's `Location` is a status route like DataRobot's: the classic status
+route answers it with `303 See Other` to the dataset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Request, Response
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from genai_jobs.api.deps import Caller, CallerDep, ServicesDep
+from genai_jobs.api.routes.status import ERROR_RESPONSES
+from genai_jobs.api.schemas import CamelModel
+from genai_jobs.api.urls import base_url
+from genai_jobs.domain import NewJob
+from genai_jobs.vectors.datasets import SUPPORTED_UPLOADS, Ingested, Limits, ingest_file
+from genai_jobs.vectors.deps import Limit, Offset, VectorsDep, links, rejected
+from genai_jobs.vectors.records import Dataset, NewDataset, Page
+from genai_jobs.vectors.schemas import MAX_NAME_CHARS, DatasetListResponse, DatasetResponse
+from genai_jobs.vectors.settings import VectorSettings
+
+PREFIX = "/api/v2"
+UPLOAD_PATH = f"{PREFIX}/datasets/fromFile/"
+INGEST_JOB_TYPE = "dataset.ingest"
+# Form fields besides the file (the dataset's name).
+MAX_FORM_FIELDS = 10
+
+router = APIRouter(tags=["Datasets"], responses=ERROR_RESPONSES)
+
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary",
+                 "description": f"One of {SUPPORTED_UPLOADS}: a document, a zip of "
+                                "documents, or a CSV with a `document` column (and "
+                                "`document_file_path`, and up to 50 metadata columns)."},
+        "name": {"type": "string", "description": "Extension: the dataset's name "
+                                                  "(default: the file's)."}}}}}}}
+
+
+class UploadResponse(CamelModel):
+    """DataRobot's answer to an upload: the ingest's status and the dataset's ids."""
+
+    status_id: UUID
+    catalog_id: UUID
+    catalog_version_id: UUID
+
+
+@router.post("/datasets/fromFile/", status_code=202, response_model=UploadResponse,
+             summary="Upload a file as a new dataset (ingested before the answer).",
+             openapi_extra=_UPLOAD_BODY)
+async def upload_dataset(request: Request, response: Response, services: ServicesDep,
+                         caller: CallerDep, vectors: VectorsDep) -> UploadResponse:
+    file_name, content, name = await _read_form(request, vectors.settings)
+    ingested = await asyncio.to_thread(ingest_file, file_name, content,
+                                       Limits.from_settings(vectors.settings))
+    if not ingested.documents:
+        raise rejected(["body", "file"], "empty_file", f"{file_name}: it holds no documents")
+    base = base_url(request, services.settings.behind_proxy)
+    dataset = await vectors.vectors.create_dataset(NewDataset(
+        id=uuid4(), tenant=caller.token.tenant, name=name or file_name,
+        created_by=caller.token.tenant, documents=ingested.documents,
+        metadata_columns=ingested.metadata_columns))
+    try:
+        job = await services.store.record_completed(
+            _ingest_job(caller, file_name, dataset), _ingest_result(dataset, ingested),
+            f"{base}{PREFIX}/datasets/{dataset.id}/")
+    except BaseException:
+        await vectors.vectors.delete_dataset(dataset.id, None)  # nothing half-stored
+        raise
+    response.headers["Location"] = f"{base}{PREFIX}/status/{job.id}/"
+    return UploadResponse(status_id=job.id, catalog_id=dataset.id,
+                          catalog_version_id=dataset.version_id)
+
+
+def _ingest_job(caller: Caller, file_name: str, dataset: Dataset) -> NewJob:
+    return NewJob(tenant=caller.token.tenant, job_type=INGEST_JOB_TYPE,
+                  payload={"fileName": file_name, "datasetId": str(dataset.id)},
+                  description=f"ingest {file_name}"[:1000], expires_at=datetime.now(UTC),
+                  max_attempts=1, priority=0)
+
+
+def _ingest_result(dataset: Dataset, ingested: Ingested) -> dict[str, Any]:
+    return {"datasetId": str(dataset.id), "rowCount": dataset.document_count,
+            "datasetSize": dataset.total_bytes,
+            "metadataColumns": [column.name for column in ingested.metadata_columns]}
+
+
+async def _read_form(request: Request, settings: VectorSettings) -> tuple[str, bytes, str | None]:
+    """(file name, bytes, dataset name) of an upload's multipart form."""
+    try:
+        form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
+    except HTTPException as exc:
+        if exc.status_code != 400:
+            raise  # e.g. 413 from the body size limit
+        raise rejected(["body"], "multipart_invalid",
+                       f"not a multipart upload of one file: {exc.detail}") from exc
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(form.close)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise rejected(["body", "file"], "missing",
+                           "send the file as multipart/form-data field 'file'")
+        content = await upload.read()
+    name = form.get("name")
+    if isinstance(name, str) and len(name.strip()) > MAX_NAME_CHARS:
+        raise rejected(["body", "name"], "string_too_long",
+                       f"String should have at most {MAX_NAME_CHARS} characters")
+    return (upload.filename or "", content,
+            name.strip() if isinstance(name, str) and name.strip() else None)
+
+
+@router.get("/datasets/", response_model=DatasetListResponse,
+            summary="List the caller's datasets, newest first.")
+async def list_datasets(request: Request, services: ServicesDep, caller: CallerDep,
+                        vectors: VectorsDep, offset: Offset = 0,
+                        limit: Limit = 100) -> DatasetListResponse:
+    found, total = await vectors.vectors.list_datasets(Page(caller.tenant_scope, offset, limit))
+    data = [DatasetResponse.from_dataset(dataset) for dataset in found]
+    return DatasetListResponse(data=data, total_count=total,
+                               **links(request, services, offset, limit, len(data), total))
+
+
+@router.get("/datasets/{datasetId}/", response_model=DatasetResponse,
+            summary="Read one dataset.")
+async def get_dataset(datasetId: UUID, caller: CallerDep,
+                      vectors: VectorsDep) -> DatasetResponse:
+    return DatasetResponse.from_dataset(
+        await vectors.vectors.get_dataset(datasetId, caller.tenant_scope))
+
+
+@router.delete("/datasets/{datasetId}/", status_code=204, response_class=Response,
+               summary="Delete a dataset (vector databases built from it stay).")
+async def delete_dataset(datasetId: UUID, caller: CallerDep, vectors: VectorsDep) -> Response:
+    await vectors.vectors.delete_dataset(datasetId, caller.tenant_scope)
+    return Response(status_code=204)

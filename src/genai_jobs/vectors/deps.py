@@ -1,0 +1,90 @@
+"""What the dataset and vector database routes share: services, paging, errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
+
+from fastapi import Depends, Query, Request
+
+from genai_jobs.api.deps import Services
+from genai_jobs.api.errors import PayloadRejected
+from genai_jobs.api.urls import base_url
+from genai_jobs.domain import Job, JobNotFound
+from genai_jobs.vectors.records import VectorDatabase, VectorsError
+from genai_jobs.vectors.settings import VectorSettings
+from genai_jobs.vectors.store import VectorStore, vector_store_for
+
+if TYPE_CHECKING:
+    from genai_jobs.vectors.search import Searcher
+
+MAX_PAGE = 1000
+MAX_OFFSET = 10**12
+
+
+class EmbeddingsUnavailable(VectorsError):
+    pass
+
+
+@dataclass
+class VectorServices:
+    """What these routes share in one process: the store, limits and the search cache."""
+
+    services: Services
+    settings: VectorSettings
+    _searcher: Searcher | None = field(default=None, init=False)
+
+    @property
+    def vectors(self) -> VectorStore:
+        return vector_store_for(self.services.store)
+
+    def forget(self, vdb_id: UUID) -> None:
+        """Drop a deleted database's vectors from this process's cache."""
+        if self._searcher is not None:
+            self._searcher.forget(vdb_id)
+
+    @property
+    def searcher(self) -> Searcher:
+        if self._searcher is None:
+            # Imported on first search: numpy and the model come with the embeddings extra.
+            from genai_jobs.vectors.search import Searcher
+
+            self._searcher = Searcher(self.vectors, self.settings)
+        return self._searcher
+
+    async def build_job_of(self, vdb: VectorDatabase) -> Job | None:
+        if vdb.build_job_id is None:
+            return None
+        try:
+            return await self.services.store.get(vdb.build_job_id)
+        except JobNotFound:
+            return None
+
+
+async def get_vector_services(request: Request) -> VectorServices:
+    found: VectorServices = request.app.state.vector_services
+    return found
+
+
+VectorsDep = Annotated[VectorServices, Depends(get_vector_services)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+
+
+def links(request: Request, services: Services, offset: int, limit: int, count: int,
+          total: int) -> dict[str, Any]:
+    """`count`, `next` and `previous` of a page, as the job list has them."""
+    base = base_url(request, services.settings.behind_proxy)
+
+    def page_url(at: int) -> str:
+        url = request.url.include_query_params(offset=at, limit=limit)
+        return f"{base}{url.path}?{url.query}"
+
+    return {"count": count,
+            "next": page_url(offset + limit) if offset + count < total else None,
+            "previous": page_url(max(offset - limit, 0)) if offset > 0 else None}
+
+
+def rejected(loc: list[str | int], kind: str, message: str) -> PayloadRejected:
+    return PayloadRejected([{"loc": loc, "msg": message, "type": kind}])
