@@ -34,6 +34,7 @@ from tests.vectors_support import (
 pytestmark = pytest.mark.slow
 
 SIZE, OVERLAP = 24, 6
+OVERLAP_PERCENTAGE = 25  # of 24 tokens: 6
 KINDS = {".txt": DocumentKind.TEXT, ".md": DocumentKind.MARKDOWN,
          ".html": DocumentKind.HTML, ".pdf": DocumentKind.PDF}
 
@@ -59,7 +60,7 @@ def client(api: Server) -> Iterator[httpx.Client]:
 def built(client: httpx.Client) -> dict[str, Any]:
     """The corpus built once: the vector database, and every change of its build seen."""
     dataset_id = create_dataset(client, corpus_files())
-    vdb = create_vdb(client, dataset_id, SIZE, OVERLAP, name="corpus")
+    vdb = create_vdb(client, dataset_id, SIZE, OVERLAP_PERCENTAGE, name="corpus")
     seen = follow_build(client, vdb["buildStatusId"], timeout=100)
     return {"vdb": vdb, "seen": seen, "dataset_id": dataset_id}
 
@@ -101,8 +102,9 @@ def test_a_build_completes_and_its_status_points_at_the_vector_database(
     assert status.headers["location"].endswith(f"{API}/vectorDatabases/{vdb['id']}/")
     now = client.get(status.headers["location"]).json()
     assert now["executionStatus"] == "COMPLETED"
-    assert (now["dimensions"], now["embeddingModel"]) == (384, "all-MiniLM-L6-v2")
-    assert now["chunkCount"] == final["result"]["chunkCount"] > 4
+    assert (now["dimensions"], now["embeddingModel"]) == (
+        384, "sentence-transformers/all-MiniLM-L6-v2")
+    assert now["chunksCount"] == final["result"]["chunkCount"] > 4
     assert final["result"]["skippedDocuments"] == []
 
 
@@ -238,7 +240,7 @@ def check_nothing_left(api: Server, client: httpx.Client, vdb: dict[str, Any],
 
 def test_an_abort_mid_build_stops_it_and_leaves_nothing_searchable(
         api: Server, client: httpx.Client, long_dataset: str) -> None:
-    vdb = create_vdb(client, long_dataset, 16, 2)
+    vdb = create_vdb(client, long_dataset, 16, 13)
     job_id = vdb["buildStatusId"]
     wait_for_progress(client, job_id, "embedded")
     running = client.get(f"{API}/vectorDatabases/{vdb['id']}/").json()
@@ -255,7 +257,7 @@ def test_an_abort_mid_build_stops_it_and_leaves_nothing_searchable(
 def test_a_deadline_mid_build_expires_it_and_leaves_nothing_searchable(
         api: Server, client: httpx.Client, long_dataset: str, built: dict[str, Any]) -> None:
     # `built` first: the model is loaded, so the 4 s deadline falls while embedding.
-    vdb = create_vdb(client, long_dataset, 16, 2, expiresIn=4)
+    vdb = create_vdb(client, long_dataset, 16, 13, expiresIn=4)
     job = wait_for_status(client, vdb["buildStatusId"], {"EXPIRED", "COMPLETED"}, timeout=30)
     assert job["status"] == "EXPIRED", job
     assert job["progressMessage"].startswith("embedded")
@@ -264,7 +266,7 @@ def test_a_deadline_mid_build_expires_it_and_leaves_nothing_searchable(
 
 def test_deleting_a_vector_database_mid_build_aborts_the_build(
         api: Server, client: httpx.Client, long_dataset: str) -> None:
-    vdb = create_vdb(client, long_dataset, 16, 2)
+    vdb = create_vdb(client, long_dataset, 16, 13)
     wait_for_progress(client, vdb["buildStatusId"], "embedded")
     assert client.delete(f"{API}/vectorDatabases/{vdb['id']}/").status_code == 204
     assert client.get(f"{API}/vectorDatabases/{vdb['id']}/").status_code == 404
@@ -287,7 +289,7 @@ def test_a_corrupt_pdf_that_reached_the_store_fails_the_build_naming_the_file(
         conn.execute("UPDATE dataset_files SET content = ? WHERE dataset_id = ? AND name = ?",
                      (b"%PDF-1.4\n1 0 obj << /Type /Catalog", dataset_id, "good.pdf"))
     conn.close()
-    vdb = create_vdb(client, dataset_id, 32, 4)
+    vdb = create_vdb(client, dataset_id, 32, 13)
     job = wait_for_status(client, vdb["buildStatusId"], "ERROR", timeout=60)
     assert job["attempts"] == 1  # a broken file is not worth retrying
     assert "good.pdf: corrupt PDF" in job["message"]

@@ -53,7 +53,7 @@ def rows(api: Server, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]
 
 @pytest.fixture(scope="module")
 def built(client: httpx.Client) -> dict[str, Any]:
-    vdb = create_vdb(client, create_dataset(client, corpus_files()), 24, 6)
+    vdb = create_vdb(client, create_dataset(client, corpus_files()), 24, 25)
     seen = follow_build(client, vdb["buildStatusId"], timeout=100)
     assert seen[-1]["status"] == "COMPLETED", seen[-1]
     return vdb
@@ -95,7 +95,7 @@ def test_other_tenants_get_404_on_postgresql(api: Server, built: dict[str, Any])
 def test_an_abort_mid_build_on_postgresql_leaves_nothing(api: Server,
                                                          client: httpx.Client) -> None:
     dataset_id = create_dataset(client, [("long.txt", filler_text(1500).encode())])
-    vdb = create_vdb(client, dataset_id, 16, 2)
+    vdb = create_vdb(client, dataset_id, 16, 13)
     wait_for_progress(client, vdb["buildStatusId"], "embedded")
     assert client.delete(f"{API}/status/{vdb['buildStatusId']}/").status_code == 202
     wait_for_status(client, vdb["buildStatusId"], "ABORTED", timeout=10)
@@ -107,7 +107,7 @@ def test_an_abort_mid_build_on_postgresql_leaves_nothing(api: Server,
 
 
 def test_deleting_on_postgresql_removes_the_rows(api: Server, client: httpx.Client) -> None:
-    vdb = create_vdb(client, create_dataset(client, [("a.txt", b"A short note.")]), 32, 4)
+    vdb = create_vdb(client, create_dataset(client, [("a.txt", b"A short note.")]), 32, 13)
     follow_build(client, vdb["buildStatusId"], timeout=60)
     assert client.delete(f"{API}/vectorDatabases/{vdb['id']}/").status_code == 204
     assert rows(api, "SELECT COUNT(*) FROM vector_chunks WHERE vdb_id = %s",

@@ -50,7 +50,7 @@ def test_a_build_whose_worker_is_killed_starts_over_cleanly_on_another(
     server, workers = api
     with server.client(timeout=60) as client:
         dataset_id = create_dataset(client, [("long.txt", filler_text(300).encode())])
-        vdb = create_vdb(client, dataset_id, 16, 2, maxAttempts=2)
+        vdb = create_vdb(client, dataset_id, 16, 13, maxAttempts=2)
         job_id = vdb["buildStatusId"]
         doomed = start_worker(server, workers, "doomed")
         wait_for_progress(client, job_id, "embedded", timeout=90)
@@ -68,7 +68,7 @@ def test_a_stale_worker_that_wakes_up_mid_rebuild_cannot_mix_into_the_index(
     server, workers = api
     with server.client(timeout=60) as client:
         dataset_id = create_dataset(client, [("long.txt", filler_text(300).encode())])
-        vdb = create_vdb(client, dataset_id, 16, 2, maxAttempts=2)
+        vdb = create_vdb(client, dataset_id, 16, 13, maxAttempts=2)
         job_id = vdb["buildStatusId"]
         stale = start_worker(server, workers, "stale")
         wait_for_progress(client, job_id, "embedded", timeout=90)
@@ -111,7 +111,7 @@ def test_a_dataset_deleted_before_its_build_starts_fails_the_build_saying_so(
     server, workers = api
     with server.client() as client:
         dataset_id = create_dataset(client, [("a.txt", b"Some words.")])
-        vdb = create_vdb(client, dataset_id, 32, 4)
+        vdb = create_vdb(client, dataset_id, 32, 13)
         assert client.delete(f"{API}/datasets/{dataset_id}/").status_code == 204
         start_worker(server, workers, "late")
         job = wait_for_status(client, vdb["buildStatusId"], {"ERROR", "COMPLETED"}, timeout=60)

@@ -14,6 +14,7 @@ import httpx
 from tests.support import poll_until
 
 API = "/api/v2/genai"
+DATASETS = "/api/v2/datasets"
 BUILD = "vectorDatabase.build"
 
 # A small corpus with one fact per passage, for searches with known answers.
@@ -126,22 +127,30 @@ def zip_of(entries: dict[str, bytes]) -> bytes:
 
 def upload(client: httpx.Client, files: list[tuple[str, bytes]],
            name: str | None = None) -> httpx.Response:
-    parts = [("files", (file_name, content, "application/octet-stream"))
-             for file_name, content in files]
-    return client.post(f"{API}/datasets/", files=parts, data={"name": name} if name else None)
+    """DataRobot's upload of one file; several are sent as one zip of them."""
+    file_name, content = files[0] if len(files) == 1 else ("dataset.zip", zip_of(dict(files)))
+    return client.post(f"{DATASETS}/fromFile/",
+                       files={"file": (file_name, content, "application/octet-stream")},
+                       data={"name": name} if name else None)
 
 
-def create_dataset(client: httpx.Client, files: list[tuple[str, bytes]]) -> str:
-    response = upload(client, files)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+def create_dataset(client: httpx.Client, files: list[tuple[str, bytes]],
+                   name: str | None = None) -> str:
+    response = upload(client, files, name)
+    assert response.status_code == 202, response.text
+    return str(response.json()["catalogId"])
 
 
-def create_vdb(client: httpx.Client, dataset_id: str, size: int, overlap: int,
-               **fields: Any) -> dict[str, Any]:
+def create_vdb(client: httpx.Client, dataset_id: str, size: int, overlap_percentage: int = 0,
+               separators: list[str] | None = None, **fields: Any) -> dict[str, Any]:
+    """A vector database in DataRobot's body; no separators (the default here): token
+    windows, whose chunks the tests can count."""
     response = client.post(f"{API}/vectorDatabases/", json={
         "datasetId": dataset_id, "name": fields.pop("name", "test"),
-        "chunking": {"chunkSize": size, "chunkOverlap": overlap}, **fields})
+        "chunkingParameters": {"chunkSize": size,
+                               "chunkOverlapPercentage": overlap_percentage,
+                               "separators": separators or [],
+                               **fields.pop("chunking", {})}, **fields})
     assert response.status_code == 202, response.text
     body: dict[str, Any] = response.json()
     return body

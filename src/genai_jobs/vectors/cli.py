@@ -64,24 +64,29 @@ def dataset() -> None:
 
 @dataset.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--name", help="The dataset's name (default: the first file's).")
+@click.option("--name", help="The dataset's name (default: the first file's or folder's).")
 @_json_option
 @remote._server_options
 def upload(paths: tuple[str, ...], name: str | None, as_json: bool, url: str,
            token: str | None) -> None:
     """Upload files and folders (.txt .md .html .pdf .zip) as one dataset; print its id.
 
-    A folder contributes its supported files, named by their path inside it.
+    A folder contributes its supported files, named by their path from the folder's
+    parent. A .csv (a `document` column, maybe `document_file_path` and metadata
+    columns) is a dataset of its own, a document per row.
     """
     if not upload_files(paths):
-        raise CLIError("no .txt, .md, .html, .pdf or .zip files in " + " ".join(paths))
+        raise CLIError("no .txt, .md, .html, .pdf, .zip or .csv files in " + " ".join(paths))
     with _connected(url, token) as client:
-        info = client.upload_dataset(paths, name=name)
+        try:
+            info = client.upload_dataset(paths, name=name)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
     if as_json:
         click.echo(_as_json(info))
         return
     click.echo(str(info.id))
-    click.echo(f"{len(info.files)} file(s), {info.total_size:,} bytes", err=True)
+    click.echo(f"{info.row_count} document(s), {info.dataset_size:,} bytes", err=True)
 
 
 @dataset.command("list")
@@ -99,7 +104,8 @@ def list_datasets(as_json: bool, url: str, token: str | None) -> None:
 
 
 def _dataset_line(info: DatasetInfo) -> str:
-    return f"{info.id}  {len(info.files):>5} files  {info.total_size:>12,} bytes  {info.name}"
+    return (f"{info.id}  {info.row_count:>6} documents  {info.dataset_size:>12,} bytes  "
+            f"{info.name}")
 
 
 @dataset.command("delete")
@@ -122,11 +128,21 @@ def vdb() -> None:
 
 @vdb.command()
 @click.option("--dataset", "dataset_id", required=True, help="The dataset to index.")
-@click.option("--name", required=True, help="The vector database's name.")
-@click.option("--chunk-size", type=click.IntRange(min=1), help="Tokens per chunk (default 200).")
-@click.option("--chunk-overlap", type=click.IntRange(min=0),
-              help="Tokens shared by neighbouring chunks (default 20).")
-@click.option("--model", "embedding_model", help="Embedding model (default all-MiniLM-L6-v2).")
+@click.option("--name", help="The vector database's name (default: 'Vector Database for "
+              "<dataset name>', or the parent's).")
+@click.option("--chunk-size", type=click.IntRange(min=1),
+              help="Tokens per chunk (default: what the model reads whole, 254).")
+@click.option("--chunk-overlap", "chunk_overlap_percentage", type=click.IntRange(0, 50),
+              help="Percent of a chunk's tokens that the next one repeats (default 0).")
+@click.option("--separator", "separators", multiple=True,
+              help="Split at this text before cutting token windows; repeat for several, "
+                   "in order (default: blank lines, lines, spaces). --separator '' alone: "
+                   "token windows only.")
+@click.option("--model", "embedding_model",
+              help="Embedding model (default sentence-transformers/all-MiniLM-L6-v2).")
+@click.option("--use-case", "use_case_id", help="A use case label (DataRobot's useCaseId).")
+@click.option("--parent", "parent_id", help="Make a new version of this vector database: its "
+              "chunks are reused and the dataset's added.")
 @click.option("--expires-in", type=float, metavar="SECONDS",
               help="The build must be done this long after submission, or it expires.")
 @click.option("--wait", "then_wait", is_flag=True, help="Then show the build's progress "
@@ -135,18 +151,22 @@ def vdb() -> None:
 @_json_option
 @remote._server_options
 @click.pass_context
-def create(ctx: click.Context, dataset_id: str, name: str, chunk_size: int | None,
-           chunk_overlap: int | None, embedding_model: str | None, expires_in: float | None,
-           then_wait: bool, timeout: float | None, as_json: bool, url: str,
-           token: str | None) -> None:
+def create(ctx: click.Context, dataset_id: str, name: str | None, chunk_size: int | None,
+           chunk_overlap_percentage: int | None, separators: tuple[str, ...],
+           embedding_model: str | None, use_case_id: str | None, parent_id: str | None,
+           expires_in: float | None, then_wait: bool, timeout: float | None, as_json: bool,
+           url: str, token: str | None) -> None:
     """Create a vector database from a dataset and start its build; print its id.
 
     The build is a job: `genai-jobs wait BUILD_ID` shows its progress.
     """
     with _connected(url, token) as client:
         info = client.create_vector_database(
-            dataset_id, name, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
-            embedding_model=embedding_model, expires_in=expires_in)
+            dataset_id, name, chunk_size=chunk_size,
+            chunk_overlap_percentage=chunk_overlap_percentage,
+            separators=list(separators) if separators else None,
+            embedding_model=embedding_model, use_case_id=use_case_id, parent_id=parent_id,
+            expires_in=expires_in)
     click.echo(_as_json(info) if as_json else str(info.id))
     click.echo(f"building as job {info.build_status_id}; follow it with: "
                f"genai-jobs wait {info.build_status_id}", err=True)
@@ -200,12 +220,18 @@ def get_vdb(vdb_id: str, as_json: bool, url: str, token: str | None) -> None:
 
 
 @vdb.command("list")
+@click.option("--search", help="Only those whose name contains this (any case).")
+@click.option("--completed-only", is_flag=True, help="Only COMPLETED ones.")
+@click.option("--sort", help="name, creationDate, chunksCount, size, ...; '-' first for "
+              "descending (default -creationDate).")
 @_json_option
 @remote._server_options
-def list_vdbs(as_json: bool, url: str, token: str | None) -> None:
+def list_vdbs(search: str | None, completed_only: bool, sort: str | None, as_json: bool,
+              url: str, token: str | None) -> None:
     """List your vector databases, newest first."""
     with _connected(url, token) as client:
-        found = client.list_vector_databases()
+        found = client.list_vector_databases(search=search, completed_only=completed_only,
+                                             sort=sort)
     if as_json:
         click.echo(_as_json(found))
         return
@@ -214,8 +240,31 @@ def list_vdbs(as_json: bool, url: str, token: str | None) -> None:
 
 
 def _vdb_line(info: VectorDatabaseInfo) -> str:
-    line = f"{info.id}  {info.execution_status:<9}  {info.chunk_count:>8,} chunks  {info.name}"
+    line = (f"{info.id}  {info.execution_status:<9}  {info.chunks_count:>8,} chunks  "
+            f"v{info.version}  {info.name}")
     return f"{line}: {info.error_message}" if info.error_message else line
+
+
+@vdb.command("rename")
+@click.argument("vdb_id", metavar="ID")
+@click.argument("name")
+@remote._server_options
+def rename_vdb(vdb_id: str, name: str, url: str, token: str | None) -> None:
+    """Rename vector database ID."""
+    with _connected(url, token) as client:
+        info = client.rename_vector_database(vdb_id, name)
+    click.echo(_vdb_line(info))
+
+
+@vdb.command("download")
+@click.argument("vdb_id", metavar="ID")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@remote._server_options
+def download_vdb(vdb_id: str, path: str, url: str, token: str | None) -> None:
+    """Save vector database ID's chunks, metadata and vectors as a Parquet file at PATH."""
+    with _connected(url, token) as client:
+        saved = client.download_text_and_embeddings(vdb_id, path)
+    click.echo(str(saved))
 
 
 @vdb.command("delete")

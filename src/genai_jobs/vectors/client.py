@@ -2,7 +2,9 @@
 
 It speaks HTTP only and imports nothing of the server, like `genai_jobs.client`,
 whose errors it raises (NotFound, ValidationFailed, Conflict, ...) and whose
-`Client.wait` follows a build:
+`Client.wait` follows a build. It uses the same routes and shapes as DataRobot's
+SDK (datasets at `/api/v2/datasets/`, vector databases at
+`/api/v2/genai/vectorDatabases/`), plus our search:
 
     with VectorClient(url, token=token) as vectors:
         dataset = vectors.upload_dataset(["docs/"])
@@ -14,6 +16,8 @@ whose errors it raises (NotFound, ValidationFailed, Conflict, ...) and whose
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -29,44 +33,67 @@ from genai_jobs.client._base import DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL, BaseCl
 
 T = TypeVar("T")
 API_PREFIX = "/api/v2/genai"
+DATASETS = "/api/v2/datasets"
 # What the server accepts (genai_jobs.vectors.datasets), repeated here so that the
-# client needs nothing of the server: other files in a folder are left out.
+# client needs nothing of the server: other files in a folder are left out. A CSV
+# (a document per row) is uploaded on its own.
 UPLOAD_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf", ".zip")
+CSV_SUFFIX = ".csv"
 # Embedding a large dataset takes a while: uploads and searches may be slow to answer.
 SLOW_CALL_SECONDS = 300.0
+EXPORT_BLOCK_BYTES = 1024 * 1024
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
-class DatasetFile(_Model):
+class MetadataColumnInfo(_Model):
     name: str
-    size: int
     type: str
 
 
 class DatasetInfo(_Model):
-    id: UUID
+    """A dataset, in DataRobot's shape."""
+
+    id: UUID = Field(alias="datasetId")
+    version_id: UUID = Field(alias="versionId")
     name: str
-    files: list[DatasetFile]
-    total_size: int = Field(alias="totalSize")
-    created: datetime
+    row_count: int = Field(alias="rowCount")
+    dataset_size: int = Field(alias="datasetSize")
+    processing_state: str = Field(alias="processingState")
+    creation_date: datetime = Field(alias="creationDate")
+    metadata_columns: list[MetadataColumnInfo] = Field(default_factory=list,
+                                                       alias="metadataColumns")
+
+
+class _Uploaded(_Model):
+    catalog_id: UUID = Field(alias="catalogId")
 
 
 class VectorDatabaseInfo(_Model):
+    """A vector database, in DataRobot's shape (the fields this client shows)."""
+
     id: UUID
     name: str
     dataset_id: UUID = Field(alias="datasetId")
     embedding_model: str = Field(alias="embeddingModel")
     dimensions: int
+    chunking_method: str = Field(alias="chunkingMethod")
     chunk_size: int = Field(alias="chunkSize")
-    chunk_overlap: int = Field(alias="chunkOverlap")
-    chunk_count: int = Field(alias="chunkCount")
+    chunk_overlap_percentage: int = Field(alias="chunkOverlapPercentage")
+    separators: list[str]
+    chunks_count: int = Field(alias="chunksCount")
+    size: int
     execution_status: str = Field(alias="executionStatus")
-    error_message: str = Field(default="", alias="errorMessage")
+    error_message: str | None = Field(default=None, alias="errorMessage")
     build_status_id: UUID | None = Field(alias="buildStatusId")
-    created: datetime
+    use_case_id: str = Field(alias="useCaseId")
+    parent_id: UUID | None = Field(default=None, alias="parentId")
+    family_id: UUID = Field(alias="familyId")
+    version: int
+    added_dataset_ids: list[UUID] = Field(alias="addedDatasetIds")
+    creation_date: datetime = Field(alias="creationDate")
 
 
 class SearchHit(_Model):
@@ -77,6 +104,7 @@ class SearchHit(_Model):
     start_char: int = Field(alias="startChar")
     end_char: int = Field(alias="endChar")
     page: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class _Page(_Model):
@@ -104,6 +132,18 @@ def _wanted(file: Path, folder: Path) -> bool:
     return not hidden and file.suffix.lower() in UPLOAD_SUFFIXES
 
 
+def upload_body(files: list[tuple[str, Path]]) -> tuple[str, bytes]:
+    """The one file of an upload: a single file as it is, several zipped together
+    (an archive among them is refused by the server: archives do not nest)."""
+    if len(files) == 1 and not Path(files[0][0]).parent.name:
+        return files[0][0], files[0][1].read_bytes()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for shown, file in files:
+            archive.write(file, shown)
+    return "dataset.zip", out.getvalue()
+
+
 class VectorClient:
     def __init__(self, url: str = DEFAULT_URL, *, token: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
@@ -123,42 +163,53 @@ class VectorClient:
 
     # -- datasets -----------------------------------------------------------
     def upload_dataset(self, paths: Iterable[str | Path], name: str | None = None) -> DatasetInfo:
+        """Upload files and folders as one dataset (DataRobot's `fromFile`): one file as it
+        is (a CSV is read as a document per row), several zipped into one."""
         files = upload_files(paths)
         if not files:
-            raise ValueError("no files to upload (supported: " + ", ".join(UPLOAD_SUFFIXES) + ")")
-        parts = [("files", (shown, file.read_bytes(), "application/octet-stream"))
-                 for shown, file in files]
-        call = Call("POST", f"{API_PREFIX}/datasets/", DatasetInfo.model_validate,
+            raise ValueError("no files to upload (supported: " + ", ".join(UPLOAD_SUFFIXES)
+                             + f", or one {CSV_SUFFIX})")
+        if len(files) > 1 and any(shown.lower().endswith(CSV_SUFFIX) for shown, _ in files):
+            raise ValueError("a CSV is a dataset of its own: upload it alone")
+        file_name, content = upload_body(files)
+        call = Call("POST", f"{DATASETS}/fromFile/", _Uploaded.model_validate,
                     action="upload a dataset", held_seconds=SLOW_CALL_SECONDS)
-        return self._send(call, files=parts, data={"name": name} if name else None)
+        uploaded = self._send(call, files={"file": (file_name, content,
+                                                    "application/octet-stream")},
+                              data={"name": name or Path(str(files[0][0])).parts[0]})
+        return self.get_dataset(uploaded.catalog_id)
 
     def get_dataset(self, dataset_id: UUID | str) -> DatasetInfo:
-        return self._send(Call("GET", f"{API_PREFIX}/datasets/{dataset_id}/",
+        return self._send(Call("GET", f"{DATASETS}/{dataset_id}/",
                                DatasetInfo.model_validate, action="read a dataset",
                                subject=f"dataset {dataset_id}"))
 
     def list_datasets(self, limit: int = 100) -> list[DatasetInfo]:
-        page = self._send(Call("GET", f"{API_PREFIX}/datasets/", _Page.model_validate,
+        page = self._send(Call("GET", f"{DATASETS}/", _Page.model_validate,
                                action="list datasets", params=(("limit", str(limit)),)))
         return [DatasetInfo.model_validate(item) for item in page.data]
 
     def delete_dataset(self, dataset_id: UUID | str) -> None:
-        self._send(Call("DELETE", f"{API_PREFIX}/datasets/{dataset_id}/", _nothing,
+        self._send(Call("DELETE", f"{DATASETS}/{dataset_id}/", _nothing,
                         action="delete a dataset", subject=f"dataset {dataset_id}"))
 
     # -- vector databases ---------------------------------------------------
     def create_vector_database(
-        self, dataset_id: UUID | str, name: str, *, chunk_size: int | None = None,
-        chunk_overlap: int | None = None, embedding_model: str | None = None,
+        self, dataset_id: UUID | str, name: str | None = None, *,
+        chunk_size: int | None = None, chunk_overlap_percentage: int | None = None,
+        separators: list[str] | None = None, embedding_model: str | None = None,
+        use_case_id: str | None = None, parent_id: UUID | str | None = None,
         expires_in: float | None = None, max_attempts: int | None = None,
     ) -> VectorDatabaseInfo:
-        chunking = {key: value for key, value in
-                    (("chunkSize", chunk_size), ("chunkOverlap", chunk_overlap))
-                    if value is not None}
-        body: dict[str, Any] = {"datasetId": str(dataset_id), "name": name, "chunking": chunking}
-        options = {"embeddingModel": embedding_model, "expiresIn": expires_in,
-                   "maxAttempts": max_attempts}
-        body.update({key: value for key, value in options.items() if value is not None})
+        """Create a vector database (with `parent_id`: a new version of the parent's family,
+        which reuses its chunks); its build runs as a job (`wait_for_build`)."""
+        chunking = _present({"chunkSize": chunk_size, "separators": separators,
+                             "chunkOverlapPercentage": chunk_overlap_percentage,
+                             "embeddingModel": embedding_model})
+        body = _present({"datasetId": str(dataset_id), "name": name, "useCaseId": use_case_id,
+                         "parentVectorDatabaseId": None if parent_id is None else str(parent_id),
+                         "expiresIn": expires_in, "maxAttempts": max_attempts})
+        body["chunkingParameters"] = chunking
         return self._send(Call("POST", f"{API_PREFIX}/vectorDatabases/",
                                VectorDatabaseInfo.model_validate,
                                action="create a vector database", json=body))
@@ -169,15 +220,44 @@ class VectorClient:
                                action="read a vector database",
                                subject=f"vector database {vdb_id}"))
 
-    def list_vector_databases(self, limit: int = 100) -> list[VectorDatabaseInfo]:
+    def list_vector_databases(self, limit: int = 100, *, search: str | None = None,
+                              completed_only: bool = False, sort: str | None = None,
+                              use_case_id: str | None = None) -> list[VectorDatabaseInfo]:
+        params = _present({"limit": str(limit), "search": search, "sort": sort,
+                           "useCaseId": use_case_id,
+                           "completedOnly": "true" if completed_only else None})
         page = self._send(Call("GET", f"{API_PREFIX}/vectorDatabases/", _Page.model_validate,
-                               action="list vector databases", params=(("limit", str(limit)),)))
+                               action="list vector databases", params=tuple(params.items())))
         return [VectorDatabaseInfo.model_validate(item) for item in page.data]
+
+    def rename_vector_database(self, vdb_id: UUID | str, name: str) -> VectorDatabaseInfo:
+        return self._send(Call("PATCH", f"{API_PREFIX}/vectorDatabases/{vdb_id}/",
+                               VectorDatabaseInfo.model_validate,
+                               action="rename a vector database",
+                               subject=f"vector database {vdb_id}", json={"name": name}))
 
     def delete_vector_database(self, vdb_id: UUID | str) -> None:
         self._send(Call("DELETE", f"{API_PREFIX}/vectorDatabases/{vdb_id}/", _nothing,
                         action="delete a vector database",
                         subject=f"vector database {vdb_id}"))
+
+    def download_text_and_embeddings(self, vdb_id: UUID | str, path: str | Path) -> Path:
+        """Save the chunks, their metadata and vectors as a Parquet file at `path`."""
+        call = Call("GET", f"{API_PREFIX}/vectorDatabases/{vdb_id}/textAndEmbeddings/",
+                    _nothing, action="download a vector database",
+                    subject=f"vector database {vdb_id}", held_seconds=SLOW_CALL_SECONDS)
+        target = Path(path)
+        try:
+            with self._http.stream("GET", call.url,
+                                   timeout=self._base.timeout_for(call)) as response:
+                if response.status_code != 200:
+                    self._base.read(call, response.status_code, response.read())
+                with target.open("wb") as out:
+                    for block in response.iter_bytes(EXPORT_BLOCK_BYTES):
+                        out.write(block)
+        except httpx.RequestError as exc:
+            raise self._base.transport_error(exc) from None
+        return target
 
     def wait_for_build(self, vdb: VectorDatabaseInfo, *, timeout: float | None = None,
                        on_change: Callable[[JobInfo], object] | None = None) -> JobInfo:
@@ -208,5 +288,9 @@ def _nothing(_: Any) -> None:
     return None
 
 
+def _present(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
 __all__ = ["DatasetInfo", "SearchHit", "TransportError", "VectorClient", "VectorDatabaseInfo",
-           "upload_files"]
+           "upload_body", "upload_files"]
