@@ -4,6 +4,7 @@ tenancy, the CLI and the Python client. One server for the module (the model loa
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
 from genai_jobs.vectors.client import VectorClient
@@ -171,7 +173,7 @@ def test_search_returns_the_passage_that_answers(client: httpx.Client, built: di
     assert phrase in " ".join(best["text"].split())
     assert best["page"] == page
     assert set(best) == {"text", "score", "documentName", "chunkIndex", "startChar",
-                         "endChar", "page"}
+                         "endChar", "page", "metadata"}
 
 
 def test_search_answers_best_first_and_k_at_most(client: httpx.Client,
@@ -229,7 +231,7 @@ def check_nothing_left(api: Server, client: httpx.Client, vdb: dict[str, Any],
     again = client.get(f"{API}/vectorDatabases/{vdb['id']}/").json()
     assert again["executionStatus"] == "ERROR"
     assert again["errorMessage"].startswith(f"build {state}")
-    assert again["chunkCount"] == 0
+    assert again["chunksCount"] == 0
     search_response = client.post(f"{API}/vectorDatabases/{vdb['id']}/search/",
                                   json={"query": "river"})
     assert search_response.status_code == 409
@@ -310,9 +312,10 @@ def test_the_cli_uploads_a_folder_builds_and_searches(api: Server, client: httpx
     token = client.headers["authorization"].split()[1]
     env = {"GENAI_JOBS_URL": api.url, "GENAI_JOBS_TOKEN": token}
     dataset_id = run_cli("dataset", "upload", str(folder), env=env).stdout.strip()
-    listed = run_cli("dataset", "list", "--json", env=env).stdout
-    assert '"docs/recipes/bread.md"' in listed
-    assert "hidden" not in listed
+    listed = json.loads(run_cli("dataset", "list", "--json", env=env).stdout)
+    mine = next(item for item in listed if item["datasetId"] == dataset_id)
+    # The folder's four documents; the hidden file and the .bin are left out.
+    assert (mine["name"], mine["rowCount"]) == ("docs", len(corpus_files()))
     created = run_cli("vdb", "create", "--dataset", dataset_id, "--name", "cli",
                       "--chunk-size", "48", "--chunk-overlap", "8", "--wait", "--timeout", "90",
                       env=env)
@@ -327,6 +330,13 @@ def test_the_cli_uploads_a_folder_builds_and_searches(api: Server, client: httpx
     assert "COMPLETED" in run_cli("vdb", "get", vdb_id, env=env).stdout
     assert run_cli("vdb", "search", str(uuid.uuid4()), "x", env=env,
                    check=False).returncode == 1
+    assert "cli renamed" in run_cli("vdb", "rename", vdb_id, "cli renamed", env=env).stdout
+    assert vdb_id in run_cli("vdb", "list", "--search", "RENAMED", env=env).stdout
+    exported = tmp_path / "cli.parquet"
+    run_cli("vdb", "download", vdb_id, str(exported), env=env)
+    rows = pq.read_table(exported).to_pylist()
+    assert {row["document_file_path"] for row in rows} == {
+        f"docs/{name}" for name, _ in corpus_files()}
 
 
 def test_the_build_job_type_is_listed_available(client: httpx.Client) -> None:

@@ -9,17 +9,22 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
 
-from genai_jobs.vectors.datasets import Limits, read_upload
-from genai_jobs.vectors.records import DatasetRejected, DocumentKind
+from genai_jobs.vectors.datasets import Ingested, Limits, ingest_file, read_upload
+from genai_jobs.vectors.records import DatasetRejected, DocumentKind, MetadataType
 from tests.support import REPO, Server, start_server, submit, wait_for_status
-from tests.vectors_support import API, BUILD, make_pdf, upload, zip_of
+from tests.vectors_support import API, BUILD, DATASETS, make_pdf, upload, zip_of
 
 LIMITS = Limits(max_file_bytes=100_000, max_files=20, max_total_bytes=300_000,
-                max_expansion_ratio=50)
+                max_expansion_ratio=50, max_rows=5)
+# What DataRobot's SDK reads of a dataset, and our one extension.
+DATASET_KEYS = {"datasetId", "versionId", "name", "categories", "creationDate", "createdBy",
+                "dataPersisted", "isDataEngineEligible", "isLatestVersion", "isSnapshot",
+                "processingState", "datasetSize", "rowCount", "metadataColumns"}
 PDF = make_pdf(["A page about lighthouses."])
 
 
@@ -115,6 +120,66 @@ def test_a_bad_archive_member_is_refused_naming_archive_and_member(entry: str, k
     assert f"bundle.zip/{entry}" in str(error)
 
 
+def test_one_uploaded_zip_names_its_documents_by_their_path_in_it() -> None:
+    archive = zip_of({"guide/intro.md": b"# Intro", "notes.txt": b"notes"})
+    found = ingest_file("docs.zip", archive, LIMITS)
+    assert [(d.name, d.kind) for d in found.documents] == [
+        ("guide/intro.md", DocumentKind.MARKDOWN), ("notes.txt", DocumentKind.TEXT)]
+    assert found.metadata_columns == []
+
+
+def csv_of(*rows: str) -> bytes:
+    return "\n".join(rows).encode()
+
+
+def ingested_csv(*rows: str) -> Ingested:
+    return ingest_file("rows.csv", csv_of(*rows), LIMITS)
+
+
+def test_a_csv_is_a_document_per_row_named_by_its_path_with_typed_metadata() -> None:
+    found = ingested_csv(
+        "document,document_file_path,pages,reviewed,published,team",
+        'First text.,a/one.txt,3,true,2024-01-31,"science, space"',
+        "Second text.,a/two.txt,2.5,FALSE,2023-12-01T10:00:00,",
+    )
+    assert [(d.name, d.content, d.kind) for d in found.documents] == [
+        ("a/one.txt", b"First text.", DocumentKind.TEXT),
+        ("a/two.txt", b"Second text.", DocumentKind.TEXT)]
+    assert [(c.name, c.type) for c in found.metadata_columns] == [
+        ("pages", MetadataType.NUMBER), ("reviewed", MetadataType.BOOLEAN),
+        ("published", MetadataType.DATE), ("team", MetadataType.TEXT)]
+    assert found.documents[0].metadata == {"pages": 3, "reviewed": True,
+                                           "published": "2024-01-31", "team": "science, space"}
+    # An empty cell is no value, not an empty one.
+    assert found.documents[1].metadata == {"pages": 2.5, "reviewed": False,
+                                           "published": "2023-12-01T10:00:00"}
+
+
+def test_a_csv_without_paths_names_its_rows() -> None:
+    found = ingested_csv("document", "alpha", "beta")
+    assert [d.name for d in found.documents] == ["rows.csv/row 2", "rows.csv/row 3"]
+
+
+@pytest.mark.parametrize(("rows", "kind", "words"), [
+    (("text,path", "a,b"), "missing_column", "'document'"),
+    (("document,team,team", "a,b,c"), "invalid_csv", "two columns"),
+    (("document,team", "a,b,c"), "invalid_csv", "row 2 has 3 fields"),
+    (("document",), "empty_file", "no rows"),
+    (("document", "x", "  "), "empty_file", "row 3"),
+    (("document,document_file_path", "a,same.txt", "b,same.txt"), "duplicate_name", "same.txt"),
+    (("document,document_file_path", "a,../up.txt"), "unsafe_name", "row 2"),
+    (("document", *"abcdef"), "too_many_files", "6 rows"),
+    (("document," + ",".join(f"c{n}" for n in range(51)), "a" + ",x" * 51),
+     "too_many_columns", "51 metadata columns"),
+])
+def test_a_bad_csv_is_refused_naming_what_is_wrong(rows: tuple[str, ...], kind: str,
+                                                   words: str) -> None:
+    with pytest.raises(DatasetRejected) as caught:
+        ingested_csv(*rows)
+    assert caught.value.kind == kind
+    assert words in str(caught.value)
+
+
 def test_a_symbolic_link_in_an_archive_is_refused() -> None:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
@@ -134,30 +199,33 @@ def tenants(server: Server) -> Iterator[tuple[httpx.Client, httpx.Client]]:
         yield a, b
 
 
-def test_an_upload_answers_201_with_the_dataset_and_its_location(
+def test_an_upload_answers_202_and_its_dataset_has_datarobot_s_shape(
         tenants: tuple[httpx.Client, httpx.Client]) -> None:
     a, _ = tenants
-    response = upload(a, [("guide.md", b"# Guide"), ("site.zip", zip_of({"i.html": b"<p>"
-                                                                          b"hi</p>"}))],
+    response = upload(a, [("guide.md", b"# Guide"), ("site/i.html", b"<p>hi</p>")],
                       name="handbook")
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
     body = response.json()
-    assert set(body) == {"id", "name", "files", "fileCount", "totalSize", "created"}
-    assert body["name"] == "handbook"
-    assert body["files"] == [{"name": "guide.md", "size": 7, "type": "markdown"},
-                             {"name": "site.zip/i.html", "size": 9, "type": "html"}]
-    assert (body["fileCount"], body["totalSize"]) == (2, 16)
-    assert body["created"].endswith("Z")
-    assert response.headers["location"].endswith(f"{API}/datasets/{body['id']}/")
-    assert a.get(f"{API}/datasets/{body['id']}/").json() == body
+    assert set(body) == {"statusId", "catalogId", "catalogVersionId"}
+    assert response.headers["location"].endswith(f"/api/v2/status/{body['statusId']}/")
+    dataset = a.get(f"{DATASETS}/{body['catalogId']}/").json()
+    assert set(dataset) == DATASET_KEYS
+    assert (dataset["datasetId"], dataset["versionId"]) == (body["catalogId"],
+                                                          body["catalogVersionId"])
+    assert (dataset["name"], dataset["rowCount"], dataset["datasetSize"]) == ("handbook", 2, 16)
+    assert (dataset["processingState"], dataset["metadataColumns"]) == ("COMPLETED", [])
+    assert dataset["creationDate"].endswith("Z")
+    ingest = a.get(f"{API}/jobs/{body['statusId']}/").json()
+    assert (ingest["status"], ingest["jobType"]) == ("COMPLETED", "dataset.ingest")
+    assert ingest["result"]["rowCount"] == 2
 
 
 def test_datasets_are_listed_newest_first_with_pagination(
         tenants: tuple[httpx.Client, httpx.Client]) -> None:
     a, _ = tenants
-    ids = [upload(a, [("n.txt", f"note {n}".encode())]).json()["id"] for n in range(3)]
-    page = a.get(f"{API}/datasets/", params={"limit": 2}).json()
-    assert [item["id"] for item in page["data"]] == ids[::-1][:2]
+    ids = [upload(a, [("n.txt", f"note {n}".encode())]).json()["catalogId"] for n in range(3)]
+    page = a.get(f"{DATASETS}/", params={"limit": 2}).json()
+    assert [item["datasetId"] for item in page["data"]] == ids[::-1][:2]
     assert page["count"] == 2
     assert page["next"]
     assert page["previous"] is None
@@ -167,22 +235,22 @@ def test_datasets_are_listed_newest_first_with_pagination(
 def test_another_tenant_s_dataset_is_404_like_an_unknown_one(
         tenants: tuple[httpx.Client, httpx.Client]) -> None:
     a, b = tenants
-    dataset_id = upload(a, [("secret.txt", b"secret")]).json()["id"]
-    for response in (b.get(f"{API}/datasets/{dataset_id}/"),
-                     b.delete(f"{API}/datasets/{dataset_id}/"),
+    dataset_id = upload(a, [("secret.txt", b"secret")]).json()["catalogId"]
+    for response in (b.get(f"{DATASETS}/{dataset_id}/"),
+                     b.delete(f"{DATASETS}/{dataset_id}/"),
                      b.post(f"{API}/vectorDatabases/",
                             json={"datasetId": dataset_id, "name": "stolen"})):
         assert response.status_code == 404, response.text
         assert response.json() == {"detail": f"dataset {dataset_id} not found"}
-    assert dataset_id not in {item["id"] for item in
-                              b.get(f"{API}/datasets/").json()["data"]}
+    assert dataset_id not in {item["datasetId"] for item in
+                              b.get(f"{DATASETS}/").json()["data"]}
 
 
 def test_a_deleted_dataset_is_gone(tenants: tuple[httpx.Client, httpx.Client]) -> None:
     a, _ = tenants
-    dataset_id = upload(a, [("old.txt", b"old")]).json()["id"]
-    assert a.delete(f"{API}/datasets/{dataset_id}/").status_code == 204
-    assert a.get(f"{API}/datasets/{dataset_id}/").status_code == 404
+    dataset_id = upload(a, [("old.txt", b"old")]).json()["catalogId"]
+    assert a.delete(f"{DATASETS}/{dataset_id}/").status_code == 204
+    assert a.get(f"{DATASETS}/{dataset_id}/").status_code == 404
 
 
 @pytest.mark.parametrize(("name", "content", "kind"), [
@@ -191,27 +259,33 @@ def test_a_deleted_dataset_is_gone(tenants: tuple[httpx.Client, httpx.Client]) -
     ("photo.jpg", b"\xff\xd8\xff", "unsupported_type"),
     ("empty.txt", b"", "empty_file"),
     ("evil.zip", zip_of({"../../etc/cron.d/evil.txt": b"text"}), "unsafe_name"),
+    ("rows.csv", b"text\nno document column\n", "missing_column"),
+    ("nothing.zip", zip_of({}), "empty_file"),
 ])
 def test_each_bad_file_is_a_422_naming_it_and_nothing_is_stored(
         tenants: tuple[httpx.Client, httpx.Client], name: str, content: bytes,
         kind: str) -> None:
     _, b = tenants
-    before = b.get(f"{API}/datasets/").json()["totalCount"]
-    response = upload(b, [("fine.txt", b"fine"), (name, content)])
+    before = b.get(f"{DATASETS}/").json()["totalCount"]
+    jobs_before = b.get(f"{API}/jobs/").json()["totalCount"]
+    response = upload(b, [(name, content)])
     assert response.status_code == 422, response.text
     [item] = response.json()["detail"]
     assert set(item) == {"loc", "msg", "type"}
-    assert (item["loc"], item["type"]) == (["body", "files"], kind)
+    assert (item["loc"], item["type"]) == (["body", "file"], kind)
     assert item["msg"].startswith(name)
-    assert b.get(f"{API}/datasets/").json()["totalCount"] == before
+    assert b.get(f"{DATASETS}/").json()["totalCount"] == before
+    assert b.get(f"{API}/jobs/").json()["totalCount"] == jobs_before
 
 
-def test_an_upload_without_files_or_not_multipart_is_a_422(
+def test_an_upload_without_a_file_or_not_multipart_is_a_422(
         tenants: tuple[httpx.Client, httpx.Client]) -> None:
     a, _ = tenants
-    no_files = a.post(f"{API}/datasets/", data={"name": "nothing"})
-    as_json = a.post(f"{API}/datasets/", json={"files": ["a.txt"]})
-    for response in (no_files, as_json):
+    no_file = a.post(f"{DATASETS}/fromFile/", data={"name": "nothing"})
+    as_json = a.post(f"{DATASETS}/fromFile/", json={"file": "a.txt"})
+    two_files = a.post(f"{DATASETS}/fromFile/", files=[("file", ("a.txt", b"a")),
+                                                       ("file", ("b.txt", b"b"))])
+    for response in (no_file, as_json, two_files):
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"][0] == "body"
 
@@ -221,8 +295,9 @@ def test_an_upload_may_be_larger_than_the_limit_of_other_requests(
     a, _ = tenants
     over_max_body = b"words " * 200_000  # 1.2 MB; GENAI_JOBS_MAX_BODY_BYTES is 1 MB
     response = upload(a, [("big.txt", over_max_body)])
-    assert response.status_code == 201, response.text
-    assert response.json()["totalSize"] == len(over_max_body)
+    assert response.status_code == 202, response.text
+    dataset = a.get(f"{DATASETS}/{response.json()['catalogId']}/").json()
+    assert dataset["datasetSize"] == len(over_max_body)
     job = a.post("/api/v2/genai/jobs/", json={"jobType": "diagnostics.sleep",
                                                "payload": {"pad": "x" * 1_100_000}})
     assert job.status_code == 413
@@ -234,42 +309,65 @@ def test_an_upload_over_its_own_limit_is_a_413_and_stores_nothing(tmp_path: Path
     try:
         with running.client() as client:
             declared = upload(client, [("huge.txt", b"x" * 250_000)])
-            streamed = client.post(f"{API}/datasets/", content=chunks_of_multipart(),
+            streamed = client.post(f"{DATASETS}/fromFile/", content=chunks_of_multipart(),
                                    headers={"Content-Type": "multipart/form-data; boundary=b"})
             for response in (declared, streamed):
                 assert response.status_code == 413
                 assert response.json() == {"detail": "request body too large"}
-            assert client.get(f"{API}/datasets/").json()["totalCount"] == 0
-            assert upload(client, [("small.txt", b"x" * 150_000)]).status_code == 201
+            assert client.get(f"{DATASETS}/").json()["totalCount"] == 0
+            assert upload(client, [("small.txt", b"x" * 150_000)]).status_code == 202
     finally:
         running.service.close()
 
 
 def chunks_of_multipart() -> Iterator[bytes]:
     """A multipart body sent without a Content-Length, so only counting can stop it."""
-    yield (b'--b\r\nContent-Disposition: form-data; name="files"; filename="s.txt"\r\n'
+    yield (b'--b\r\nContent-Disposition: form-data; name="file"; filename="s.txt"\r\n'
            b"Content-Type: text/plain\r\n\r\n")
     for _ in range(30):
         yield b"y" * 10_000
     yield b"\r\n--b--\r\n"
 
 
-def test_vector_database_requests_are_checked(
+def test_vector_database_requests_are_checked_and_nothing_is_stored(
         tenants: tuple[httpx.Client, httpx.Client]) -> None:
     a, _ = tenants
-    dataset_id = upload(a, [("a.txt", b"words")]).json()["id"]
-    cases: list[tuple[dict[str, Any], list[str]]] = [
-        ({"chunking": {"chunkSize": 255}}, ["body", "chunking", "chunkSize"]),
-        ({"chunking": {"chunkSize": 10, "chunkOverlap": 10}}, ["body", "chunking", "chunkOverlap"]),
-        ({"embeddingModel": "gpt-embeddings"}, ["body", "embeddingModel"]),
+    dataset_id = upload(a, [("a.txt", b"words")]).json()["catalogId"]
+    chunking = ["body", "chunkingParameters"]
+    cases: list[tuple[dict[str, Any], list[str | int]]] = [
+        ({"chunkingParameters": {"chunkSize": 257}}, [*chunking, "chunkSize"]),
+        ({"chunkingParameters": {"chunkOverlapPercentage": 51}},
+         [*chunking, "chunkOverlapPercentage"]),
+        ({"chunkingParameters": {"embeddingModel": "gpt-embeddings"}},
+         [*chunking, "embeddingModel"]),
+        ({"chunkingParameters": {"chunkingMethod": "semantic"}}, [*chunking, "chunkingMethod"]),
+        ({"chunkingParameters": {"customChunking": True}}, [*chunking, "customChunking"]),
+        ({"chunkingParameters": {"isSeparatorRegex": True}}, [*chunking, "isSeparatorRegex"]),
+        ({"chunkingParameters": {"separators": ["x" * 21]}}, [*chunking, "separators", 0]),
+        ({"chunkingParameters": {"embeddingValidationId": "abc"}},
+         [*chunking, "embeddingValidationId"]),
         ({"name": ""}, ["body", "name"]),
+        ({"externalVectorDatabaseConnection": {"type": "pinecone"}},
+         ["body", "externalVectorDatabaseConnection"]),
     ]
     for fields, loc in cases:
         body = {"datasetId": dataset_id, "name": "vdb", **fields}
         response = a.post(f"{API}/vectorDatabases/", json=body)
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"] == loc
-    assert a.get(f"{API}/vectorDatabases/").json()["totalCount"] == 0
+    unknown_parent = a.post(f"{API}/vectorDatabases/", json={
+        "datasetId": dataset_id, "parentVectorDatabaseId": str(uuid4())})
+    assert unknown_parent.status_code == 404
+    listed = a.get(f"{API}/vectorDatabases/")
+    assert listed.json()["totalCount"] == 0
+    assert a.get(f"{API}/vectorDatabases/", params={"sort": "colour"}).status_code == 422
+
+
+def test_the_supported_routes_are_not_read_as_vector_database_ids(
+        tenants: tuple[httpx.Client, httpx.Client]) -> None:
+    a, _ = tenants
+    for name in ("supportedEmbeddings", "supportedTextChunkings", "supportedRetrievalSettings"):
+        assert a.get(f"{API}/vectorDatabases/{name}/").status_code == 200, name
 
 
 # -- a server without the embeddings extra ------------------------------------------
@@ -306,7 +404,8 @@ def test_without_the_extra_the_build_is_listed_unavailable_saying_what_to_instal
 def test_without_the_extra_a_build_fails_at_once_saying_what_to_install(
         without_extra: Server, tmp_path: Path) -> None:
     with without_extra.client() as client:
-        dataset_id = upload(client, [("a.txt", b"some words"), ("b.pdf", PDF)]).json()["id"]
+        dataset_id = upload(client, [("a.txt", b"some words"),
+                                     ("b.pdf", PDF)]).json()["catalogId"]
         vdb = client.post(f"{API}/vectorDatabases/",
                           json={"datasetId": dataset_id, "name": "x"}).json()
         job = wait_for_status(client, vdb["buildStatusId"], "ERROR")

@@ -14,6 +14,7 @@ from tests.pg_support import create_database, drop_database, require_postgres
 from tests.support import Server, start_server, wait_for_status
 from tests.vectors_support import (
     API,
+    DATASETS,
     QUESTIONS,
     corpus_files,
     create_dataset,
@@ -63,7 +64,7 @@ def test_a_build_on_postgresql_stores_every_chunk_and_vector(api: Server, client
                                                              built: dict[str, Any]) -> None:
     info = client.get(f"{API}/vectorDatabases/{built['id']}/").json()
     assert info["executionStatus"] == "COMPLETED"
-    total = info["chunkCount"]
+    total = info["chunksCount"]
     seqs = rows(api, "SELECT seq FROM vector_chunks WHERE vdb_id = %s ORDER BY seq",
                 (built["id"],))
     assert [seq for (seq,) in seqs] == list(range(total))
@@ -87,7 +88,7 @@ def test_search_on_postgresql_returns_the_passage_that_answers(
 def test_other_tenants_get_404_on_postgresql(api: Server, built: dict[str, Any]) -> None:
     with api.client(api.make_token("pg-stranger")) as other:
         assert other.get(f"{API}/vectorDatabases/{built['id']}/").status_code == 404
-        assert other.get(f"{API}/datasets/{built['datasetId']}/").status_code == 404
+        assert other.get(f"{DATASETS}/{built['datasetId']}/").status_code == 404
         assert other.post(f"{API}/vectorDatabases/{built['id']}/search/",
                           json={"query": "x"}).status_code == 404
 
@@ -100,7 +101,7 @@ def test_an_abort_mid_build_on_postgresql_leaves_nothing(api: Server,
     assert client.delete(f"{API}/status/{vdb['buildStatusId']}/").status_code == 202
     wait_for_status(client, vdb["buildStatusId"], "ABORTED", timeout=10)
     info = client.get(f"{API}/vectorDatabases/{vdb['id']}/").json()
-    assert (info["executionStatus"], info["chunkCount"]) == ("ERROR", 0)
+    assert (info["executionStatus"], info["chunksCount"]) == ("ERROR", 0)
     for table in ("vector_chunks", "vector_batches"):
         assert rows(api, f"SELECT COUNT(*) FROM {table} WHERE vdb_id = %s",
                     (vdb["id"],)) == [(0,)]

@@ -14,6 +14,7 @@ import pytest
 from tests.support import Server, ServiceProcess, start_server, wait_for_status
 from tests.vectors_support import (
     API,
+    DATASETS,
     create_dataset,
     create_vdb,
     filler_text,
@@ -100,7 +101,7 @@ def check_whole_index(server: Server, client: httpx.Client, vdb: dict[str, Any],
     assert [first for first, _ in batches] == list(range(0, total, BATCH))
     assert sum(count for _, count in batches) == total
     info = client.get(f"{API}/vectorDatabases/{vdb['id']}/").json()
-    assert (info["executionStatus"], info["chunkCount"]) == ("COMPLETED", total)
+    assert (info["executionStatus"], info["chunksCount"]) == ("COMPLETED", total)
     hits = client.post(f"{API}/vectorDatabases/{vdb['id']}/search/",
                        json={"query": "The violin hides quiet songs", "k": 3}).json()["data"]
     assert "violin hides" in " ".join(hit["text"] for hit in hits)
@@ -112,7 +113,7 @@ def test_a_dataset_deleted_before_its_build_starts_fails_the_build_saying_so(
     with server.client() as client:
         dataset_id = create_dataset(client, [("a.txt", b"Some words.")])
         vdb = create_vdb(client, dataset_id, 32, 13)
-        assert client.delete(f"{API}/datasets/{dataset_id}/").status_code == 204
+        assert client.delete(f"{DATASETS}/{dataset_id}/").status_code == 204
         start_worker(server, workers, "late")
         job = wait_for_status(client, vdb["buildStatusId"], {"ERROR", "COMPLETED"}, timeout=60)
     assert job["status"] == "ERROR"

@@ -81,6 +81,8 @@ def ingest_file(raw_name: str, content: bytes, limits: Limits) -> Ingested:
         return Ingested(found.documents, found.metadata_columns)
     if lowered.endswith(ARCHIVE_SUFFIX):
         documents = expand_archive(name, content, limits, prefix="")
+        if not documents:
+            raise DatasetRejected(name, "the archive holds no documents", "empty_file")
         _check_totals(documents, limits, name)
         _check_unique(documents)
         return Ingested(documents, [])
