@@ -291,7 +291,7 @@ def http_search(rows: int = SEARCH_ROWS, count: int = HTTP_QUERIES) -> dict[str,
 
 async def _write_synthetic(database_url: str, tenant: str, rows: int) -> str:
     from genai_jobs.store import create_store
-    from genai_jobs.vectors.records import Document, DocumentKind, NewChunk, NewVectorDatabase
+    from genai_jobs.vectors.records import Document, DocumentKind, NewChunk
     from genai_jobs.vectors.store import vector_store_for
 
     store = create_store(database_url)
@@ -299,11 +299,10 @@ async def _write_synthetic(database_url: str, tenant: str, rows: int) -> str:
     try:
         await store.migrate()
         vectors = vector_store_for(store)
-        dataset = await vectors.create_dataset(tenant, "synthetic", [
-            Document("synthetic.txt", DocumentKind.TEXT, b"synthetic")])
+        dataset = await vectors.create_dataset(_new_dataset(tenant, "synthetic", [
+            Document("synthetic.txt", DocumentKind.TEXT, b"synthetic")]))
         vdb_id, build_id = uuid.uuid4(), uuid.uuid4()
-        await vectors.create_vector_database(NewVectorDatabase(
-            vdb_id, "admin", "synthetic", dataset.id, "all-MiniLM-L6-v2", DIM, 32, 0, ""))
+        await vectors.create_vector_database(_new_vdb(vdb_id, "admin", dataset.id, 32))
         await vectors.start_build(vdb_id, uuid.uuid4(), build_id)
         matrix = clustered_vectors(rows)
         for first in range(0, rows, 1000):
@@ -355,7 +354,7 @@ async def _stub_build(chunks: int) -> dict[str, Any]:
     from genai_jobs.handlers import JobContext
     from genai_jobs.store import create_store
     from genai_jobs.vectors import build
-    from genai_jobs.vectors.records import Document, DocumentKind, NewVectorDatabase
+    from genai_jobs.vectors.records import Document, DocumentKind
     from genai_jobs.vectors.store import vector_store_for
 
     build.get_embedder = lambda name: StubEmbedder()  # type: ignore[attr-defined]
@@ -368,10 +367,9 @@ async def _stub_build(chunks: int) -> dict[str, Any]:
             # 8-word chunks without overlap: 400 sentences of 4 words + "number N." per file.
             files = [Document(f"part{n}.txt", DocumentKind.TEXT,
                               filler_text(2000).encode()) for n in range(chunks // 1500 + 1)]
-            dataset = await vectors.create_dataset("bench", "memory", files)
+            dataset = await vectors.create_dataset(_new_dataset("bench", "memory", files))
             vdb_id = uuid.uuid4()
-            await vectors.create_vector_database(NewVectorDatabase(
-                vdb_id, "bench", "memory", dataset.id, "all-MiniLM-L6-v2", DIM, 8, 0, ""))
+            await vectors.create_vector_database(_new_vdb(vdb_id, "bench", dataset.id, 8))
             deadline = datetime.now(UTC) + timedelta(hours=2)
             job = (await store.submit(NewJob("bench", build.JOB_TYPE,
                                              {"vectorDatabaseId": str(vdb_id)}, "", deadline,
@@ -388,13 +386,32 @@ async def _stub_build(chunks: int) -> dict[str, Any]:
             await store.close()
 
 
+def _new_dataset(tenant: str, name: str, documents: list[Any]) -> Any:
+    from genai_jobs.vectors.records import NewDataset
+
+    return NewDataset(id=uuid.uuid4(), tenant=tenant, name=name, created_by=tenant,
+                      documents=documents)
+
+
+def _new_vdb(vdb_id: uuid.UUID, tenant: str, dataset_id: uuid.UUID, chunk_size: int) -> Any:
+    """A vector database of token windows of `chunk_size` without overlap."""
+    from genai_jobs.vectors.embeddings import DEFAULT_MODEL
+    from genai_jobs.vectors.records import NewVectorDatabase
+
+    return NewVectorDatabase(
+        id=vdb_id, tenant=tenant, name="bench", dataset_id=dataset_id, dataset_name="bench",
+        embedding_model=DEFAULT_MODEL, dimensions=DIM, chunk_size=chunk_size, chunk_overlap=0,
+        chunk_overlap_percentage=0, separators=(), url="", use_case_id="bench",
+        created_by=tenant)
+
+
 class StubEmbedder:
     """Whitespace tokens and hashed unit vectors: the pipeline without the model's cost."""
 
     def __init__(self) -> None:
-        from genai_jobs.vectors.embeddings import MODELS
+        from genai_jobs.vectors.embeddings import DEFAULT_MODEL, MODELS
 
-        self.spec = MODELS["all-MiniLM-L6-v2"]
+        self.spec = MODELS[DEFAULT_MODEL]
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         import re

@@ -21,7 +21,8 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 from datarobot.client import set_client
-from datarobot.errors import AsyncProcessUnsuccessfulError, ClientError
+from datarobot.errors import AsyncProcessUnsuccessfulError, ClientError, ServerError
+from datarobot.models.genai.playground import Playground
 from datarobot.models.genai.user_limits import UserLimits
 from datarobot.models.genai.vector_database import ChunkingParameters, VectorDatabase
 from datarobot.rest import RESTClientObject
@@ -396,3 +397,23 @@ def test_an_expired_job_is_a_410_on_the_classic_route_so_the_waiter_stops(
     assert time.monotonic() - started < ONE_POLL
     assert expired.value.status_code == 410
     assert expired.value.json["status"] == "EXPIRED"
+
+
+def test_what_is_not_served_fails_with_a_501_naming_it(
+        sdk: RESTClientObject, corpus: dict[str, Any]) -> None:
+    vdb = VectorDatabase.get(corpus["vdb"].id)
+    calls = {
+        "playgrounds": Playground.list,
+        "deploying a vector database": vdb.deploy,
+        "vector databases from custom model deployments":
+            lambda: VectorDatabase.create_from_custom_model("x", use_case="u",
+                                                            validation_id="v"),
+        "datasets fromURL": lambda: dr.Dataset.create_from_url("http://127.0.0.1:9/x.csv"),
+        "changing a dataset's name": lambda: corpus["zip"].modify(name="renamed"),
+    }
+    for feature, call in calls.items():
+        with pytest.raises(ServerError) as refused:
+            call()
+        assert refused.value.status_code == 501
+        assert feature in str(refused.value)
+        assert "not served by genai-jobs" in str(refused.value)

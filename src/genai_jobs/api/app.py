@@ -12,7 +12,7 @@ from genai_jobs.api.deps import Services
 from genai_jobs.api.fastpath import StatusFastPath
 from genai_jobs.api.fastsubmit import SubmitFastPath
 from genai_jobs.api.limits import BodySizeLimit
-from genai_jobs.api.routes import job_types, jobs, service, status, version
+from genai_jobs.api.routes import job_types, jobs, not_served, service, status, version
 from genai_jobs.api.urls import API_PREFIX
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
@@ -47,6 +47,8 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
     app.include_router(status.classic, prefix="/api/v2")
     app.include_router(service.router)
     vectors_api.install(app, services)  # datasets, vector databases, search
+    # Last: DataRobot's routes that are not served here take what no route above took.
+    app.include_router(not_served.router, prefix="/api/v2")
     return app
 
 
