@@ -90,6 +90,7 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
     rows += _target_scale(_section(results, "scale"))
     rows += _target_waiters(_section(results, "waiters"))
     rows += _target_vectors(_section(results, "vectors"))
+    rows += _target_uploads(_section(results, "uploads"))
     return rows
 
 
@@ -243,6 +244,43 @@ def _target_vector_memory(part: dict[str, Any]) -> list[str]:
             f"{num(last['peak_rss_mb'], 1)} MiB at {last['chunks']:,} chunks vs "
             f"{num(first['peak_rss_mb'], 1)} MiB at {first['chunks']:,}",
             ratio(value), verdict(value <= 1.2)]
+
+
+def _target_uploads(section: dict[str, Any]) -> list[list[str]]:
+    target = "SDK upload of ≤ 50 MB vs the upload alone: ≤ +0.5 s"
+    if why := _not_run(section):
+        return [[target, why, "–", "n/a"]]
+    return [[f"{target} ({kind})", why, "–", "n/a"] if (why := _not_run(entry))
+            else [f"{target} ({kind})", *_upload_verdict(entry)]
+            for kind, entry in section.get("backends", {}).items()]
+
+
+def _upload_verdict(entry: dict[str, Any]) -> list[str]:
+    """Figure, ratio (the worst size's difference to the limit) and verdict of a store."""
+    sizes = entry["sizes"]
+    measured = {key: size for key, size in sizes.items() if size["sdk_minus_floor"]["n"]}
+    if not measured:
+        return ["no round measured", "–", "n/a"]
+    worst = max(size["sdk_minus_floor"]["median"] for size in measured.values())
+    largest_key = max(measured, key=int)
+    largest = measured[largest_key]
+    figure = ("SDK − upload alone " + ", ".join(
+        f"{seconds(size['sdk_minus_floor']['median'])} ({_mb(key)})"
+        for key, size in measured.items())
+        + f"; at {_mb(largest_key)} SDK {num(largest['sdk']['median'], 2)} s, upload alone "
+        f"{num(largest['floor']['median'], 2)} s; slowest SDK call "
+        f"{num(entry['sdk_max_seconds'], 2)} s"
+        + ("" if entry["one_status_poll"] else "; more than one status poll"))
+    return [figure, f"{ratio(worst / 0.5)} of 0.5 s at worst", verdict(entry["met"])]
+
+
+def seconds(value: float | None) -> str:
+    """A signed difference in seconds."""
+    return f"{value:+.2f} s" if _ok(value) else "–"
+
+
+def _mb(size: int | str) -> str:
+    return f"{int(size) / 1e6:g} MB"
 
 
 # -- sections -------------------------------------------------------------------
@@ -502,6 +540,45 @@ def _vector_memory_table(part: dict[str, Any]) -> str:
             + table(["size asked", "chunks", "build s", "peak RSS MiB"], rows))
 
 
+def part_uploads(section: dict[str, Any]) -> str:
+    """No plot: a few sizes, all in the table."""
+    if why := _not_run(section):
+        return f"## 8. Dataset uploads\n\n{why}\n"
+    s = section["settings"]
+    rows = [_upload_row(kind, key, size)
+            for kind, entry in section["backends"].items() if not _not_run(entry)
+            for key, size in entry["sizes"].items()]
+    rows += [[kind, "–", "–", "–", "–", "–", "–", "–", "–", _not_run(entry) or ""]
+             for kind, entry in section["backends"].items() if _not_run(entry)]
+    return (f"## 8. Dataset uploads\n\n"
+            f"bench/uploads.py. DataRobot's SDK (`datarobot` {s['datarobot']}, in the "
+            f"benchmark process, HOME in a temporary folder, no DATAROBOT_* variables) "
+            f"uploads a zip of plain-text files of up to 1 MB each, stored uncompressed so "
+            f"that its bytes are the bytes on the wire, to `genai-jobs serve --workers 0` "
+            f"with `dr.Dataset.create_from_file(file_path=...)`: the upload, a status poll "
+            f"(303 to the dataset) and the dataset's GET (**SDK**). Beside it, the upload "
+            f"alone (**floor**): the same SDK client's `build_request_with_file` (the "
+            f"`requests_toolbelt` {s['requests_toolbelt']} `MultipartEncoder` the SDK "
+            f"uploads with, on the same requests session) posts the same file to a "
+            f"Starlette app on uvicorn, configured as `serve` configures it, which reads the "
+            f"whole form and answers 202; and that same POST to the server's `fromFile/` "
+            f"(**ingest**: the upload and the ingest, without the poll and the GET). "
+            f"{_rounds(s['rounds'])} of the three, in rotated order, after one unrecorded "
+            f"call of each; every dataset deleted after its call, untimed. Seconds, median "
+            f"(min–max); SDK − floor is paired within each round. The SDK sleeps 5 s before "
+            f"a second status poll: one poll, and no call near 5 s, means it never slept.\n\n"
+            + table(["store", "size", "files", "SDK s", "floor s", "ingest s",
+                     "SDK − floor s", "best SDK − best floor s", "status polls",
+                     "≤ +0.5 s"], rows, "llrrrrrrrl") + "\n")
+
+
+def _upload_row(kind: str, key: str, size: dict[str, Any]) -> list[str]:
+    return [kind, _mb(key), str(size["files"]), med(size["sdk"], 3), med(size["floor"], 3),
+            med(size["ingest"], 3), med(size["sdk_minus_floor"], 3),
+            num(size["best_sdk_minus_best_floor"], 3), str(size["status_polls"]),
+            verdict(size["met"])]
+
+
 def _peer_settings(section: dict[str, Any]) -> str:
     lines = []
     for key, row in section.get("summary", {}).items():
@@ -705,6 +782,7 @@ def render(results: dict[str, Any], plots: Path) -> str:
         part_waiters(_section(results, "waiters"), plots),
         part_memory(_section(results, "memory"), plots),
         part_vectors(_section(results, "vectors"), plots),
+        part_uploads(_section(results, "uploads")),
         part_environment(results),
     ]
     return head + "\n".join(parts)

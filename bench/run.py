@@ -14,6 +14,8 @@ Sections (bench/<name>.py), in this order:
   memory       RSS of an idle API process, an idle worker, `serve` at rest
   vectors      vector databases: build vs raw encode, search at 100,000 chunks (exact,
                HNSW, HTTP), a build's peak memory as it grows (needs the embeddings extra)
+  uploads      DataRobot's `Dataset.create_from_file` of 1, 10, 50 MB beside the upload
+               alone, on each store (needs the datarobot package, the dev extra)
 
 Results go to bench/results/benchmarks.json (after every section, so an
 interrupted run keeps what it measured); the report to BENCHMARKS.md and
@@ -45,7 +47,8 @@ if __package__ in (None, ""):  # run as a script: make `bench` and the repo impo
 
 from bench import harness, peers_runner, report
 
-SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory", "vectors")
+SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory", "vectors",
+            "uploads")
 RESULTS = harness.BENCH / "results" / "benchmarks.json"
 
 

@@ -12,6 +12,7 @@ import csv
 import io
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -174,6 +175,18 @@ def test_an_upload_is_ingested_before_the_sdk_s_first_poll(
     assert dr.Dataset.get(dataset.id).version_id == dataset.version_id
 
 
+def test_a_dataset_is_renamed_and_categorised(sdk: RESTClientObject, tmp_path: Path) -> None:
+    dataset = dr.Dataset.create_from_file(file_path=write(tmp_path / "a.md", b"# A page"),
+                                          categories=["TRAINING"])
+    assert dr.Dataset.get(dataset.id).categories == ["TRAINING"]
+    dataset.modify(name="pages", categories=["PREDICTION", "TRAINING"])
+    again = dr.Dataset.get(dataset.id)
+    assert (again.name, again.categories) == ("pages", ["PREDICTION", "TRAINING"])
+    with pytest.raises(ClientError) as refused:
+        dataset.modify(categories=["SOMETHING"])
+    assert refused.value.status_code == 422
+
+
 def test_one_document_is_a_dataset_and_datasets_list_and_delete(
         sdk: RESTClientObject, tmp_path: Path) -> None:
     dataset = dr.Dataset.upload(write(tmp_path / "solar.txt", SOLAR.encode()))
@@ -306,6 +319,29 @@ def test_a_new_version_holds_its_parent_s_chunks_without_embedding_them_again(
     assert hits[0]["documentName"] == "extra.txt"
 
 
+def test_versions_made_at_once_take_distinct_numbers(
+        api: Server, token: str, corpus: dict[str, Any], http: httpx.Client) -> None:
+    parent = corpus["vdb"]
+    body = {"datasetId": corpus["csv"].id, "parentVectorDatabaseId": parent.id}
+
+    def create(_: int) -> dict[str, Any]:
+        with api.client(token, timeout=60) as client:
+            response = client.post(f"{API}/vectorDatabases/", json=body)
+            assert response.status_code == 202, response.text
+            made: dict[str, Any] = response.json()
+            return made
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        made = list(pool.map(create, range(4)))
+    try:
+        versions = sorted(vdb["version"] for vdb in made)
+        assert len(set(versions)) == 4
+        assert all(vdb["familyId"] == parent.id for vdb in made)
+    finally:
+        for vdb in made:
+            assert http.delete(f"{API}/vectorDatabases/{vdb['id']}/").status_code == 204
+
+
 def test_the_text_and_embeddings_download_is_a_parquet_file(
         sdk: RESTClientObject, corpus: dict[str, Any], tmp_path: Path) -> None:
     vdb = VectorDatabase.get(corpus["vdb"].id)
@@ -409,7 +445,7 @@ def test_what_is_not_served_fails_with_a_501_naming_it(
             lambda: VectorDatabase.create_from_custom_model("x", use_case="u",
                                                             validation_id="v"),
         "datasets fromURL": lambda: dr.Dataset.create_from_url("http://127.0.0.1:9/x.csv"),
-        "changing a dataset's name": lambda: corpus["zip"].modify(name="renamed"),
+        "use cases": lambda: dr.UseCase.create(name="a use case"),
     }
     for feature, call in calls.items():
         with pytest.raises(ServerError) as refused:

@@ -28,7 +28,12 @@ from genai_jobs.domain import NewJob
 from genai_jobs.vectors.datasets import SUPPORTED_UPLOADS, Ingested, Limits, ingest_file
 from genai_jobs.vectors.deps import Limit, Offset, VectorsDep, links, rejected
 from genai_jobs.vectors.records import Dataset, NewDataset, Page
-from genai_jobs.vectors.schemas import MAX_NAME_CHARS, DatasetListResponse, DatasetResponse
+from genai_jobs.vectors.schemas import (
+    MAX_NAME_CHARS,
+    DatasetListResponse,
+    DatasetResponse,
+    DatasetUpdateRequest,
+)
 from genai_jobs.vectors.settings import VectorSettings
 
 PREFIX = "/api/v2"
@@ -138,6 +143,15 @@ async def get_dataset(datasetId: UUID, caller: CallerDep,
                       vectors: VectorsDep) -> DatasetResponse:
     return DatasetResponse.from_dataset(
         await vectors.vectors.get_dataset(datasetId, caller.tenant_scope))
+
+
+@router.patch("/datasets/{datasetId}/", response_model=DatasetResponse,
+              summary="Rename a dataset and/or set its categories (Dataset.modify).")
+async def update_dataset(datasetId: UUID, body: DatasetUpdateRequest, caller: CallerDep,
+                         vectors: VectorsDep) -> DatasetResponse:
+    categories = None if body.categories is None else [item.value for item in body.categories]
+    return DatasetResponse.from_dataset(await vectors.vectors.update_dataset(
+        datasetId, caller.tenant_scope, body.name, categories))
 
 
 @router.delete("/datasets/{datasetId}/", status_code=204, response_class=Response,

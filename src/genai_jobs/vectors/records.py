@@ -89,6 +89,7 @@ class Dataset:
     metadata_columns: tuple[MetadataColumn, ...]
     created_by: str
     created_at: datetime
+    categories: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +108,11 @@ class NewVectorDatabase:
     url: str
     use_case_id: str
     created_by: str
-    # Versions: the parent it adds `dataset_id` to; family and number follow from it.
+    # Versions: the parent it adds `dataset_id` to, and its family. The store numbers
+    # the version (the family's highest plus one) as it inserts it, so that two
+    # versions made at once cannot take the same number.
     parent_id: UUID | None = None
     family_id: UUID | None = None  # None: a new family, named by this database's id
-    version: int = 1
     dataset_ids: tuple[UUID, ...] = ()  # every dataset it holds; () means (dataset_id,)
     metadata_columns: tuple[str, ...] = ()
     chunking_method: str = "recursive"

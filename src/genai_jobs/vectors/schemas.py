@@ -76,7 +76,8 @@ class DatasetResponse(CamelModel):
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> DatasetResponse:
         return cls(dataset_id=dataset.id, version_id=dataset.version_id, name=dataset.name,
-                   creation_date=dataset.created_at, created_by=dataset.created_by,
+                   categories=list(dataset.categories), creation_date=dataset.created_at,
+                   created_by=dataset.created_by,
                    dataset_size=dataset.total_bytes, row_count=dataset.document_count,
                    metadata_columns=[MetadataColumnResponse(name=column.name,
                                                             type=column.type.value)
@@ -93,6 +94,20 @@ class DatasetListResponse(CamelModel):
 
 class _Request(CamelModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid")
+
+
+class DatasetCategory(StrEnum):
+    """What a dataset is meant for, in DataRobot's words (kept, not acted on)."""
+
+    TRAINING = "TRAINING"
+    PREDICTION = "PREDICTION"
+
+
+class DatasetUpdateRequest(_Request):
+    """DataRobot's `Dataset.modify`: a new name and/or categories."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    categories: list[DatasetCategory] | None = Field(default=None, max_length=2)
 
 
 Separator = Annotated[str, StringConstraints(max_length=MAX_SEPARATOR_CHARS)]

@@ -109,7 +109,7 @@ async def create_vector_database(body: VectorDatabaseCreateRequest, request: Req
     base = base_url(request, services.settings.behind_proxy)
     new = _new_vector_database(body, caller, dataset, parent, base)
     if parent is not None:
-        new = await _as_version(new, parent, dataset, vectors)
+        new = _as_version(new, parent, dataset)
     vdb = await vectors.vectors.create_vector_database(new)
     try:
         job = (await services.store.submit(_build_job(body, caller, vdb, services))).job
@@ -194,13 +194,12 @@ def _check_same_as_parent(body: VectorDatabaseCreateRequest, parent: VectorDatab
                            "parent's chunks are reused, not made again")
 
 
-async def _as_version(new: NewVectorDatabase, parent: VectorDatabase, dataset: Dataset,
-                      vectors: VectorServices) -> NewVectorDatabase:
-    latest = await vectors.vectors.latest_version(parent.family_id)
+def _as_version(new: NewVectorDatabase, parent: VectorDatabase,
+                dataset: Dataset) -> NewVectorDatabase:
     columns = [*parent.metadata_columns,
                *(name for name in new.metadata_columns if name not in parent.metadata_columns)]
     return dataclasses.replace(new, parent_id=parent.id, family_id=parent.family_id,
-                               version=latest + 1, dataset_ids=(*parent.dataset_ids, dataset.id),
+                               dataset_ids=(*parent.dataset_ids, dataset.id),
                                metadata_columns=tuple(columns))
 
 

@@ -33,6 +33,8 @@ NOT_SERVED: list[tuple[str, list[str], str]] = [
         ("evaluationDatasetConfigurations", "evaluation datasets"),
         ("userLimits/llmApiCalls", "LLM API call limits"),
     ]],
+    ("/useCases/{rest:path}", ANY_METHOD,
+     "use cases (a vector database's useCaseId is kept as a label)"),
     ("/genai/vectorDatabases/fromCustomModelDeployment/", ["POST"],
      "vector databases from custom model deployments"),
     ("/genai/vectorDatabases/{vectorDatabaseId}/externalVectorDatabaseDocuments/", ["PATCH"],
@@ -46,7 +48,6 @@ NOT_SERVED: list[tuple[str, list[str], str]] = [
     *[(f"/datasets/{source}/", ["POST"], f"datasets {source}") for source in [
         "fromURL", "fromDataSource", "fromDataEngineWorkspaceState", "fromProject",
         "fromStage", "fromRecipe"]],
-    ("/datasets/{datasetId}/", ["PATCH"], "changing a dataset's name or categories"),
     ("/datasets/{datasetId}/{rest:path}", ANY_METHOD,
      "dataset versions, files, features and sharing"),
 ]

@@ -44,6 +44,11 @@ class VectorStore(abc.ABC):
     async def delete_dataset(self, dataset_id: UUID, tenant: str | None) -> None: ...
 
     @abc.abstractmethod
+    async def update_dataset(self, dataset_id: UUID, tenant: str | None, name: str | None,
+                             categories: Sequence[str] | None) -> Dataset:
+        """Rename it and/or replace its categories (None: keep)."""
+
+    @abc.abstractmethod
     async def documents(self, dataset_id: UUID) -> list[DocumentInfo]:
         """The dataset's documents in order, without their bytes (DatasetNotFound if gone)."""
 
@@ -53,7 +58,8 @@ class VectorStore(abc.ABC):
 
     # -- vector databases ---------------------------------------------------
     @abc.abstractmethod
-    async def create_vector_database(self, new: NewVectorDatabase) -> VectorDatabase: ...
+    async def create_vector_database(self, new: NewVectorDatabase) -> VectorDatabase:
+        """Store it as the next version of its family (1 for a new family)."""
 
     @abc.abstractmethod
     async def set_build_job(self, vdb_id: UUID, job_id: UUID) -> None:
@@ -68,10 +74,6 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     async def count_vector_databases(self, tenant: str | None) -> int: ...
-
-    @abc.abstractmethod
-    async def latest_version(self, family_id: UUID) -> int:
-        """The highest version number in the family (0 if it has none)."""
 
     @abc.abstractmethod
     async def rename_vector_database(self, vdb_id: UUID, tenant: str | None,

@@ -16,7 +16,7 @@ from uuid import UUID
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
-from psycopg.types.json import Json
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from genai_jobs.domain import StoreUnavailable
@@ -42,6 +42,16 @@ Row = dict[str, Any]
 # Vector batches fetched per round trip while loading a database's vectors.
 BATCHES_PER_FETCH = 64
 CONNECT_TIMEOUT_SECONDS = 5.0
+# Inserts of a new version that may lose the race for its number to another one.
+VERSION_TRIES = 5
+_INSERT_VECTOR_DATABASE = (
+    "INSERT INTO vector_databases (id, tenant, name, dataset_id, dataset_name,"
+    " embedding_model, dimensions, chunk_size, chunk_overlap, chunk_overlap_percentage,"
+    " separators, chunking_method, url, use_case_id, created_by, parent_id, family_id,"
+    " version, dataset_ids, metadata_columns) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+    " %s, %s, %s, %s, %s, %s, %s, (SELECT COALESCE(MAX(version), 0) + 1 FROM"
+    " vector_databases WHERE family_id = %s), %s, %s) RETURNING *"
+)
 
 
 class PostgresVectorStore(VectorStore):
@@ -56,13 +66,13 @@ class PostgresVectorStore(VectorStore):
                 " created_by, metadata_columns) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 (new.id, uuid.uuid4(), new.tenant, new.name, len(new.documents),
                  sum(len(document.content) for document in new.documents), new.created_by,
-                 Json(mapping.columns_json(list(new.metadata_columns)))))
+                 Jsonb(mapping.columns_json(list(new.metadata_columns)))))
             async with conn.cursor() as cursor:
                 await cursor.executemany(
                     "INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
                     " content, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     [(new.id, position, document.name, document.kind.value,
-                      len(document.content), document.content, Json(dict(document.metadata)))
+                      len(document.content), document.content, Jsonb(dict(document.metadata)))
                      for position, document in enumerate(new.documents)])
         return await self.get_dataset(new.id, new.tenant)
 
@@ -88,6 +98,16 @@ class PostgresVectorStore(VectorStore):
         async with self._connection() as conn:
             await conn.execute("DELETE FROM datasets WHERE id = %s", (dataset_id,))
 
+    async def update_dataset(self, dataset_id: UUID, tenant: str | None, name: str | None,
+                             categories: Sequence[str] | None) -> Dataset:
+        await self.get_dataset(dataset_id, tenant)
+        async with self._connection() as conn:
+            await conn.execute(
+                "UPDATE datasets SET name = COALESCE(%s, name),"
+                " categories = COALESCE(%s, categories) WHERE id = %s",
+                (name, None if categories is None else Jsonb(list(categories)), dataset_id))
+        return await self.get_dataset(dataset_id, tenant)
+
     async def documents(self, dataset_id: UUID) -> list[DocumentInfo]:
         await self.get_dataset(dataset_id, None)
         async with self._connection() as conn:
@@ -107,22 +127,22 @@ class PostgresVectorStore(VectorStore):
     # -- vector databases ---------------------------------------------------
     async def create_vector_database(self, new: NewVectorDatabase) -> VectorDatabase:
         dataset_ids = [str(each) for each in new.dataset_ids or (new.dataset_id,)]
-        async with self._connection() as conn:
-            row = await _one(
-                conn, "INSERT INTO vector_databases (id, tenant, name, dataset_id, dataset_name,"
-                " embedding_model, dimensions, chunk_size, chunk_overlap,"
-                " chunk_overlap_percentage, separators, chunking_method, url, use_case_id,"
-                " created_by, parent_id, family_id, version, dataset_ids, metadata_columns)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                " %s, %s, %s) RETURNING *",
-                (new.id, new.tenant, new.name, new.dataset_id, new.dataset_name,
-                 new.embedding_model, new.dimensions, new.chunk_size, new.chunk_overlap,
-                 new.chunk_overlap_percentage, Json(list(new.separators)),
-                 new.chunking_method, new.url, new.use_case_id, new.created_by, new.parent_id,
-                 new.family_id or new.id, new.version, Json(dataset_ids),
-                 Json(list(new.metadata_columns))))
-        assert row is not None
-        return mapping.vector_database(row, DECODE)
+        family_id = new.family_id or new.id
+        values = (new.id, new.tenant, new.name, new.dataset_id, new.dataset_name,
+                  new.embedding_model, new.dimensions, new.chunk_size, new.chunk_overlap,
+                  new.chunk_overlap_percentage, Jsonb(list(new.separators)),
+                  new.chunking_method, new.url, new.use_case_id, new.created_by, new.parent_id,
+                  family_id, family_id, Jsonb(dataset_ids), Jsonb(list(new.metadata_columns)))
+        for _ in range(VERSION_TRIES):  # bounded: each loser of a race tries the next number
+            try:
+                async with self._connection() as conn:
+                    row = await _one(conn, _INSERT_VECTOR_DATABASE, values)
+            except psycopg.errors.UniqueViolation:
+                continue  # another version of the family took this number first
+            assert row is not None
+            return mapping.vector_database(row, DECODE)
+        raise StoreUnavailable(f"vector database family {family_id} is taking new versions "
+                               f"too fast to number this one")
 
     async def set_build_job(self, vdb_id: UUID, job_id: UUID) -> None:
         async with self._connection() as conn:
@@ -153,12 +173,6 @@ class PostgresVectorStore(VectorStore):
         async with self._connection() as conn:
             row = await _one(conn, f"SELECT COUNT(*) AS n FROM vector_databases{where}", params)
         return int(row["n"] if row else 0)
-
-    async def latest_version(self, family_id: UUID) -> int:
-        async with self._connection() as conn:
-            row = await _one(conn, "SELECT MAX(version) AS v FROM vector_databases"
-                             " WHERE family_id = %s", (family_id,))
-        return int(row["v"] or 0) if row is not None else 0
 
     async def rename_vector_database(self, vdb_id: UUID, tenant: str | None,
                                      name: str) -> VectorDatabase:
@@ -200,7 +214,7 @@ class PostgresVectorStore(VectorStore):
                     " start_char, end_char, text, metadata)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [(vdb_id, first_seq + offset, chunk.document, chunk.position, chunk.page,
-                      chunk.start_char, chunk.end_char, chunk.text, Json(dict(chunk.metadata)))
+                      chunk.start_char, chunk.end_char, chunk.text, Jsonb(dict(chunk.metadata)))
                      for offset, chunk in enumerate(chunks)])
 
     async def copy_chunks(self, vdb_id: UUID, build_id: UUID, parent_id: UUID) -> int:

@@ -58,7 +58,8 @@ def dataset(row: Row, decode: Decoder, document_count: int) -> Dataset:
                    tenant=row["tenant"], name=row["name"], document_count=document_count,
                    total_bytes=row["total_bytes"],
                    metadata_columns=metadata_columns(decode.json(row["metadata_columns"])),
-                   created_by=row["created_by"], created_at=decode.time(row["created_at"]))
+                   created_by=row["created_by"], created_at=decode.time(row["created_at"]),
+                   categories=tuple(decode.json(row["categories"])))
 
 
 def document_info(row: Row, decode: Decoder) -> DocumentInfo:

@@ -85,6 +85,20 @@ class SQLiteVectorStore(VectorStore):
 
         await self._db.write(delete, bump=False)
 
+    async def update_dataset(self, dataset_id: UUID, tenant: str | None, name: str | None,
+                             categories: Sequence[str] | None) -> Dataset:
+        await self.get_dataset(dataset_id, tenant)
+
+        def update(tx: WriteTx) -> None:
+            tx.conn.execute(
+                "UPDATE datasets SET name = COALESCE(?, name),"
+                " categories = COALESCE(?, categories) WHERE id = ?",
+                (name, None if categories is None else dump_json(list(categories)),
+                 str(dataset_id)))
+
+        await self._db.write(update, bump=False)
+        return await self.get_dataset(dataset_id, tenant)
+
     async def documents(self, dataset_id: UUID) -> list[DocumentInfo]:
         await self.get_dataset(dataset_id, None)
         rows = self._db.query("SELECT position, name, kind, size_bytes, metadata"
@@ -111,13 +125,14 @@ class SQLiteVectorStore(VectorStore):
                 " chunk_overlap_percentage, separators, chunking_method, url, use_case_id,"
                 " created_by, parent_id, family_id, version, dataset_ids, metadata_columns,"
                 " created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " RETURNING *",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " (SELECT COALESCE(MAX(version), 0) + 1 FROM vector_databases"
+                " WHERE family_id = ?17), ?, ?, ?, ?) RETURNING *",
                 (vdb_id, new.tenant, new.name, str(new.dataset_id), new.dataset_name,
                  new.embedding_model, new.dimensions, new.chunk_size, new.chunk_overlap,
                  new.chunk_overlap_percentage, dump_json(list(new.separators)),
                  new.chunking_method, new.url, new.use_case_id, new.created_by,
-                 _text(new.parent_id), str(new.family_id or new.id), new.version,
+                 _text(new.parent_id), str(new.family_id or new.id),
                  dump_json(dataset_ids), dump_json(list(new.metadata_columns)), tx.now,
                  tx.now)).fetchone()
             return row
@@ -150,11 +165,6 @@ class SQLiteVectorStore(VectorStore):
         where, params = _tenant_filter(tenant)
         return int(self._db.query(f"SELECT COUNT(*) FROM vector_databases{where}",
                                   params)[0][0])
-
-    async def latest_version(self, family_id: UUID) -> int:
-        row = self._db.query_one("SELECT MAX(version) FROM vector_databases WHERE family_id = ?",
-                                 (str(family_id),))
-        return int(row[0] or 0) if row is not None else 0
 
     async def rename_vector_database(self, vdb_id: UUID, tenant: str | None,
                                      name: str) -> VectorDatabase:

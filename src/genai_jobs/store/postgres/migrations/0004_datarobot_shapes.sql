@@ -1,6 +1,8 @@
 -- DataRobot's shapes of datasets and vector databases: what its SDK reads and sends.
 
 -- A dataset has one version (uploads make new datasets), named as DataRobot names it.
+-- DataRobot's intended uses of a dataset (TRAINING, PREDICTION), set by Dataset.modify.
+ALTER TABLE datasets ADD COLUMN categories jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE datasets ADD COLUMN version_id uuid;
 ALTER TABLE datasets ADD COLUMN created_by text NOT NULL DEFAULT '';
 -- [{"name": ..., "type": "text" | "number" | "boolean" | "date"}, ...] of a CSV's
@@ -33,7 +35,8 @@ UPDATE vector_databases SET
     dataset_name = COALESCE((SELECT name FROM datasets WHERE datasets.id = dataset_id), ''),
     updated_at = created_at;
 ALTER TABLE vector_databases ALTER COLUMN updated_at SET DEFAULT now();
-CREATE INDEX vector_databases_family ON vector_databases (family_id, version);
+-- A version's number is taken as it is inserted: two at once cannot share one.
+CREATE UNIQUE INDEX vector_databases_family ON vector_databases (family_id, version);
 
 -- Each chunk carries its document's metadata, so that a version whose chunks come
 -- from several datasets needs none of them to export or filter.
