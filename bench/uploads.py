@@ -178,13 +178,12 @@ class Uploader:
         return seconds
 
     def sdk(self, path: Path) -> float:
-        import datarobot as dr
+        from datarobot.models.dataset import Dataset
 
         self.sent.clear()
         started = time.perf_counter()
-        dataset = dr.Dataset.create_from_file(file_path=str(path),
-                                              read_timeout=READ_TIMEOUT_SECONDS,
-                                              max_wait=MAX_WAIT_SECONDS)
+        dataset: Dataset = Dataset.create_from_file(
+            file_path=str(path), read_timeout=READ_TIMEOUT_SECONDS, max_wait=MAX_WAIT_SECONDS)
         seconds = time.perf_counter() - started
         self.last_status_polls = sum("/status/" in line for line in self.sent)
         self.client.delete(f"datasets/{dataset.id}/")
@@ -235,12 +234,11 @@ def hermetic_sdk(home: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def sdk_client(url: str, token: str) -> Iterator[Any]:
     """`dr.Client` on our server as the SDK's global client; the previous one restored."""
-    import datarobot as dr
-    from datarobot.client import set_client
+    from datarobot.client import Client, set_client
 
     previous = set_client(None)  # type: ignore[arg-type]
     try:
-        yield dr.Client(endpoint=f"{url}/api/v2", token=token, max_retries=0)
+        yield Client(endpoint=f"{url}/api/v2", token=token, max_retries=0)
     finally:
         set_client(previous)  # type: ignore[arg-type]
 

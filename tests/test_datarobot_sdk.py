@@ -189,3 +189,37 @@ def test_waiter_raises_for_an_aborted_job(
     # A relative URL is joined to the endpoint, as DataRobot's own routes are.
     with pytest.raises(AsyncProcessUnsuccessfulError, match="ABORTED"):
         wait_for_async_resolution(dr_client, f"genai/status/{job_id}/", max_wait=30)
+
+
+# -- the classic status route ---------------------------------------------------------
+
+CLASSIC = "/api/v2/status"
+
+
+def test_the_classic_route_answers_200_until_done_and_for_a_job_that_made_nothing(
+        http: httpx.Client) -> None:
+    job_id = submit(http, SLEEP, {"seconds": 30})
+    running = http.get(f"{CLASSIC}/{job_id}/")
+    assert (running.status_code, running.headers["retry-after"]) == (200, "1")
+    assert running.json() == http.get(f"{API}/status/{job_id}/").json()
+    aborted = http.delete(f"{CLASSIC}/{job_id}/")
+    assert aborted.status_code == 202
+    wait_for_status(http, job_id, "ABORTED", timeout=10)
+    assert http.get(f"{CLASSIC}/{job_id}/").json()["status"] == "ABORTED"
+
+    done_id = submit(http, SLEEP, {"seconds": 0.1})
+    held = http.get(f"{CLASSIC}/{done_id}/", params={"waitSeconds": 10})
+    wait_for_status(http, done_id, "COMPLETED")
+    completed = http.get(f"{CLASSIC}/{done_id}/", follow_redirects=False)
+    # A sleep makes no resource: 200 with the body, which the SDK's waiter returns.
+    assert (completed.status_code, completed.json()["status"]) == (200, "COMPLETED")
+    assert held.status_code == 200
+
+
+def test_the_classic_route_refuses_bad_and_unknown_ids_like_the_seed_route(
+        http: httpx.Client) -> None:
+    assert http.get(f"{CLASSIC}/{uuid4()}/").status_code == 404
+    bad = http.get(f"{CLASSIC}/not-a-uuid/")
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["path", "statusId"]
+    assert http.get(f"{CLASSIC}/{uuid4()}/", headers={"Authorization": ""}).status_code == 401

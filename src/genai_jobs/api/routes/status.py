@@ -85,6 +85,12 @@ async def get_status(request: Request) -> Response:
     # rather than by FastAPI's dependency and response-model machinery, which
     # would cost more than the work itself (bench/ measures it). The answer is
     # the same: StatusResponse's seven fields, errors in the seed's shapes.
+    job, headers = await _status_of(request)
+    return Response(status_body(job), media_type="application/json", headers=headers)
+
+
+async def _status_of(request: Request) -> tuple[Job, dict[str, str]]:
+    """The job a status GET asks about (after its `waitSeconds`), and its headers."""
     services = get_services_now(request)
     caller = await authenticate(request, services)
     status_id = _parse(_STATUS_ID, request.path_params["statusId"], ("path", "statusId"))
@@ -93,8 +99,7 @@ async def get_status(request: Request) -> Response:
     job = await services.store.get(status_id, caller.tenant_scope)
     job = await wait_for_change(services.store, job, caller.tenant_scope,
                                 min(seconds, services.settings.max_wait_seconds), status_fields)
-    return Response(status_body(job), media_type="application/json",
-                    headers=status_headers(job, request, services.settings.behind_proxy))
+    return job, status_headers(job, request, services.settings.behind_proxy)
 
 
 @classic.get(
@@ -110,15 +115,7 @@ async def get_status(request: Request) -> Response:
                    "security": [{"BearerAuth": []}]},
 )
 async def get_classic_status(request: Request) -> Response:
-    services = get_services_now(request)
-    caller = await authenticate(request, services)
-    status_id = _parse(_STATUS_ID, request.path_params["statusId"], ("path", "statusId"))
-    wait = request.query_params.get("waitSeconds")
-    seconds = 0 if wait is None else _parse(_WAIT_SECONDS, wait, ("query", "waitSeconds"))
-    job = await services.store.get(status_id, caller.tenant_scope)
-    job = await wait_for_change(services.store, job, caller.tenant_scope,
-                                min(seconds, services.settings.max_wait_seconds), status_fields)
-    headers = status_headers(job, request, services.settings.behind_proxy)
+    job, headers = await _status_of(request)
     return Response(status_body(job), status_code=classic_status_code(job),
                     media_type="application/json", headers=headers)
 
