@@ -22,13 +22,14 @@ import pytest
 
 from tests.support import REPO, process_env
 
-SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory", "vectors")
+SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory", "vectors",
+            "uploads")
 NEED_WRK = ("status_get", "scale")
 HAS_EMBEDDINGS = importlib.util.find_spec("sentence_transformers") is not None
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)  # about 25 s without the vectors section, 55 s with it
+@pytest.mark.timeout(240)  # about 30 s without the vectors section, 60 s with it
 def test_the_benchmark_harness_runs_on_tiny_sizes(tmp_path: Path) -> None:
     results, report, plots = tmp_path / "results.json", tmp_path / "BENCHMARKS.md", tmp_path / "p"
     done = subprocess.run(
@@ -62,6 +63,7 @@ def test_the_benchmark_harness_runs_on_tiny_sizes(tmp_path: Path) -> None:
     assert sections["waiters"]["summary"]["sqlite"]["missing"] == 0
     if HAS_EMBEDDINGS:
         _assert_vector_figures(sections["vectors"], text)
+    _assert_upload_figures(sections["uploads"], text)
 
 
 def _assert_vector_figures(section: dict[str, Any], report: str) -> None:
@@ -79,3 +81,15 @@ def _assert_vector_figures(section: dict[str, Any], report: str) -> None:
     assert all(peak > 0 for peak in peaks)
     assert "## 7. Vector databases" in report
     assert "| Vector build throughput ≥ 0.9" in report
+
+
+def _assert_upload_figures(section: dict[str, Any], report: str) -> None:
+    """The SDK's upload and the floor's were both timed, and the SDK polled once."""
+    sqlite = section["backends"]["sqlite"]
+    assert "failed" not in sqlite, sqlite.get("failed")
+    (size,) = sqlite["sizes"].values()
+    assert size["sdk"]["n"] == size["floor"]["n"] == size["ingest"]["n"] == 1
+    assert size["status_polls"] == 1
+    assert sqlite["no_sdk_call_over_sleep"]
+    assert "## 8. Dataset uploads" in report
+    assert "| SDK upload of ≤ 50 MB vs the upload alone" in report
