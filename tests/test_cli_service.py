@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.support import ServiceProcess, process_env, run_cli
 
 
@@ -55,6 +57,17 @@ def test_token_list_shows_whole_ids_when_piped(tmp_path: Path) -> None:
     assert token_id in listed.stdout
     revoked = run_cli("token", "revoke", token_id, "--database-url", database)
     assert revoked.stdout.startswith(f"revoked token {token_id}")
+
+
+@pytest.mark.parametrize("tenant", ["a\nfake row", "esc\x1b[31m", "tab\there", "c\rr",
+                                    "zero\u200bwidth", "   ", "x" * 101])
+def test_a_tenant_name_that_could_forge_lines_is_refused(tmp_path: Path, tenant: str) -> None:
+    database = f"sqlite:///{tmp_path / 'jobs.db'}"
+    refused = run_cli("token", "create", "--tenant", tenant, "--database-url", database,
+                      check=False)
+    assert refused.returncode != 0
+    assert "--tenant:" in refused.stderr
+    assert "gj_" not in refused.stdout
 
 
 def test_migrate_reports_what_it_did(tmp_path: Path) -> None:

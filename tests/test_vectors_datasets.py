@@ -100,7 +100,8 @@ def test_an_archive_member_that_lies_about_its_size_is_cut_off() -> None:
         start = lying.index(header, 0 if header == b"PK\x03\x04" else info_offset)
         lying[start + size_at:start + size_at + 4] = (10).to_bytes(4, "little")
     error = rejected([("liar.zip", bytes(lying))])
-    assert error.kind in ("corrupt_archive", "zip_bomb")
+    # zipfile stops at the declared size, and the checksum of what it read then fails.
+    assert error.kind == "corrupt_archive"
     assert "liar.zip/data.txt" in str(error)
 
 

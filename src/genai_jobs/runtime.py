@@ -20,6 +20,12 @@ from prometheus_client import start_http_server
 
 from genai_jobs import metrics
 from genai_jobs.api import create_asgi_app
+from genai_jobs.api.connections import (
+    ConnectionLimits,
+    connection_cap,
+    guarded_protocol,
+    raise_file_limit,
+)
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
 from genai_jobs.store import Store, create_store, redact_url
@@ -70,6 +76,16 @@ async def ensure_admin_token(store: Store, announce: Announce) -> None:
     announce(secret)
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The settings' time-outs, and a connection cap below the open-file limit, which is
+    raised to its hard limit first: one socket per client is the server's main cost."""
+    return ConnectionLimits(
+        header_seconds=settings.http_header_timeout_seconds,
+        body_idle_seconds=settings.http_body_idle_timeout_seconds,
+        write_stall_seconds=settings.http_write_stall_timeout_seconds,
+        max_connections=connection_cap(settings.http_max_connections, raise_file_limit()))
+
+
 class PortInUse(Exception):
     pass
 
@@ -101,8 +117,9 @@ async def serve(settings: Settings, registry: Registry, announce: Announce) -> N
         await ensure_admin_token(store, announce)
         server = _Server(uvicorn.Config(create_asgi_app(store, registry, settings),
                                         lifespan="off", log_level="warning",
-                                        # Measured: docs/explanation/asgi-server.md.
-                                        http="httptools",
+                                        # httptools (measured: docs/explanation/
+                                        # asgi-server.md) with the time-outs it lacks.
+                                        http=guarded_protocol(connection_limits(settings)),
                                         # Forwarded headers are read by api/urls.py, and
                                         # only when the behind_proxy setting says so.
                                         proxy_headers=False,

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     # FastAPI's native OpenTelemetry tracing, metrics and logs (global providers; set
     # OTEL_* variables and FASTAPI_OTEL_AUTO_CONFIGURE=true to export them).
     opentelemetry: bool = False
+    # Connections (genai_jobs.api.connections): how long a connection may wait on its
+    # client for a request's head, between parts of its body, and with its answer
+    # unread; and how many may be open at once (kept below the open-file limit).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_write_stall_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_max_connections: int = Field(default=10_000, ge=1)
     # `genai-jobs worker` serves its Prometheus metrics on this port when set.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 

@@ -18,7 +18,7 @@ from genai_jobs.cli.service import build_settings, quiet_driver_logs
 from genai_jobs.domain import TokenNotFound, TokenRecord
 from genai_jobs.runtime import opened_store
 from genai_jobs.store import Store, UnsupportedDatabaseURL
-from genai_jobs.tokens import hash_secret, new_secret
+from genai_jobs.tokens import hash_secret, new_secret, tenant_name
 
 T = TypeVar("T")
 
@@ -50,11 +50,13 @@ def token() -> None:
 @options.database_url
 def create(tenant: str, admin: bool, database_url: str) -> None:
     """Create a token; it is printed once, alone on the last line."""
-    if not tenant.strip():
-        raise CLIError("--tenant must not be empty")
+    try:
+        name = tenant_name(tenant)
+    except ValueError as exc:
+        raise CLIError(f"--tenant: {exc}") from exc
     secret = new_secret()
     record = _with_store(
-        database_url, lambda store: store.create_token(tenant.strip(), admin, hash_secret(secret)))
+        database_url, lambda store: store.create_token(name, admin, hash_secret(secret)))
     kind = "admin token" if admin else "token"
     click.echo(f"Created {kind} {record.id} for tenant {record.tenant!r}; it is shown only once:")
     click.echo(secret)
