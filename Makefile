@@ -38,6 +38,7 @@ test: install-dev
 ## Measure genai-jobs beside Celery, RQ and Procrastinate; writes BENCHMARKS.md.
 bench: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,embeddings,bench]'
+	@command -v wrk >/dev/null || echo "wrk is not installed: the status GET section needs it (apt-get install wrk)"
 	$(BIN)/python bench/run.py
 
 clean:

@@ -129,12 +129,14 @@ class Build:
     embedder: Embedder
     batch_size: int
     note: str = ""
+    # Bytes of chunk text and vectors written (or copied) so far: the database's size.
+    size_bytes: int = 0
 
     async def run(self) -> ResultLocation:
         reused = await self._copy_parent()
         total, skipped = await self._write_chunks(self.dataset, reused)
         await self._embed(reused, total)
-        await self.vectors.finish_build(self.vdb.id, self.build_id, total)
+        await self.vectors.finish_build(self.vdb.id, self.build_id, total, self.size_bytes)
         result = {"vectorDatabaseId": str(self.vdb.id), "chunkCount": total,
                   "dimensions": self.vdb.dimensions, "documents": len(self.documents),
                   "skippedDocuments": skipped, "attempt": self.ctx.attempt,
@@ -147,8 +149,8 @@ class Build:
         if self.vdb.parent_id is None:
             return 0
         try:
-            copied = await self.vectors.copy_chunks(self.vdb.id, self.build_id,
-                                                    self.vdb.parent_id)
+            copied, self.size_bytes = await self.vectors.copy_chunks(
+                self.vdb.id, self.build_id, self.vdb.parent_id)
         except VectorDatabaseNotFound as exc:
             raise PermanentError(f"the parent {exc} (or it is no longer built): a new "
                                  "version starts from its parent's chunks") from exc
@@ -176,6 +178,7 @@ class Build:
                 batch = chunks[first:first + CHUNK_WRITE_BATCH]
                 await self.vectors.add_chunks(self.vdb.id, self.build_id, written, batch)
                 written += len(batch)
+                self.size_bytes += sum(len(chunk.text.encode()) for chunk in batch)
             self.ctx.progress(READING_SHARE * number / len(documents),
                               f"{self.note}read {number:,} of {len(documents):,} documents "
                               f"({written - first_seq:,} chunks)")
@@ -205,8 +208,9 @@ class Build:
             texts = await self.vectors.chunk_texts(self.vdb.id, done, count)
             matrix = await _in_thread(self.ctx, functools.partial(
                 self.embedder.embed, texts, should_stop=lambda: self.ctx.cancelled))
-            await self.vectors.add_vectors(self.vdb.id, self.build_id, done, count,
-                                           matrix.astype("<f4", copy=False).tobytes())
+            vectors = matrix.astype("<f4", copy=False).tobytes()
+            await self.vectors.add_vectors(self.vdb.id, self.build_id, done, count, vectors)
+            self.size_bytes += len(vectors)
             done += count
             new, embedded = total - first_seq, done - first_seq
             self.ctx.progress(READING_SHARE + (1 - READING_SHARE) * embedded / new,

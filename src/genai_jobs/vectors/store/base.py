@@ -97,10 +97,11 @@ class VectorStore(abc.ABC):
         """Write chunks `first_seq`, `first_seq + 1`, ...; BuildSuperseded if not ours."""
 
     @abc.abstractmethod
-    async def copy_chunks(self, vdb_id: UUID, build_id: UUID, parent_id: UUID) -> int:
+    async def copy_chunks(self, vdb_id: UUID, build_id: UUID,
+                          parent_id: UUID) -> tuple[int, int]:
         """Copy the built parent's chunks and vectors as this build's first ones, in one
-        transaction; the number copied. VectorDatabaseNotFound if the parent is gone or
-        not built; BuildSuperseded if the build is not ours."""
+        transaction; how many, and their bytes. VectorDatabaseNotFound if the parent is
+        gone or not built; BuildSuperseded if the build is not ours."""
 
     @abc.abstractmethod
     async def chunk_texts(self, vdb_id: UUID, first_seq: int, count: int) -> list[str]: ...
@@ -111,8 +112,11 @@ class VectorStore(abc.ABC):
         """Write one batch of float32 vectors; BuildSuperseded if not ours."""
 
     @abc.abstractmethod
-    async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int) -> None:
-        """Mark the index whole and record its size; BuildSuperseded if not ours."""
+    async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int,
+                           size_bytes: int) -> None:
+        """Mark the index whole, of `size_bytes` of text and vectors (counted by the build
+        as it wrote them: summing them here would read the whole index back);
+        BuildSuperseded if not ours."""
 
     @abc.abstractmethod
     async def discard_build(self, vdb_id: UUID, build_id: UUID) -> None:

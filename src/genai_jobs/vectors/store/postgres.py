@@ -217,11 +217,13 @@ class PostgresVectorStore(VectorStore):
                       chunk.start_char, chunk.end_char, chunk.text, Jsonb(dict(chunk.metadata)))
                      for offset, chunk in enumerate(chunks)])
 
-    async def copy_chunks(self, vdb_id: UUID, build_id: UUID, parent_id: UUID) -> int:
+    async def copy_chunks(self, vdb_id: UUID, build_id: UUID,
+                          parent_id: UUID) -> tuple[int, int]:
         async with self._transaction() as conn:
             await _check_owner(conn, vdb_id, build_id)
-            parent = await _one(conn, "SELECT chunk_count FROM vector_databases WHERE id = %s"
-                                " AND built_at IS NOT NULL FOR SHARE", (parent_id,))
+            parent = await _one(conn, "SELECT chunk_count, size_bytes FROM vector_databases"
+                                " WHERE id = %s AND built_at IS NOT NULL FOR SHARE",
+                                (parent_id,))
             if parent is None:
                 raise VectorDatabaseNotFound(parent_id)
             await conn.execute(
@@ -233,7 +235,7 @@ class PostgresVectorStore(VectorStore):
                 "INSERT INTO vector_batches (vdb_id, first_seq, count, vectors)"
                 " SELECT %s, first_seq, count, vectors FROM vector_batches WHERE vdb_id = %s",
                 (vdb_id, parent_id))
-        return int(parent["chunk_count"])
+        return int(parent["chunk_count"]), int(parent["size_bytes"])
 
     async def chunk_texts(self, vdb_id: UUID, first_seq: int, count: int) -> list[str]:
         async with self._connection() as conn:
@@ -249,15 +251,14 @@ class PostgresVectorStore(VectorStore):
             await conn.execute("INSERT INTO vector_batches (vdb_id, first_seq, count, vectors)"
                                " VALUES (%s, %s, %s, %s)", (vdb_id, first_seq, count, vectors))
 
-    async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int) -> None:
+    async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int,
+                           size_bytes: int) -> None:
         async with self._transaction() as conn:
             await _check_owner(conn, vdb_id, build_id)
             await conn.execute(
-                "UPDATE vector_databases SET chunk_count = %(count)s, built_at = now(),"
-                " updated_at = now(), size_bytes = (SELECT COALESCE(SUM(octet_length(text)), 0)"
-                " FROM vector_chunks WHERE vdb_id = %(id)s)"
-                " + (SELECT COALESCE(SUM(octet_length(vectors)), 0) FROM vector_batches"
-                " WHERE vdb_id = %(id)s) WHERE id = %(id)s", {"count": chunk_count, "id": vdb_id})
+                "UPDATE vector_databases SET chunk_count = %s, built_at = now(),"
+                " updated_at = now(), size_bytes = %s WHERE id = %s",
+                (chunk_count, size_bytes, vdb_id))
 
     async def discard_build(self, vdb_id: UUID, build_id: UUID) -> None:
         async with self._transaction() as conn:

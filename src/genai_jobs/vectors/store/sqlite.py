@@ -220,11 +220,13 @@ class SQLiteVectorStore(VectorStore):
 
         await self._db.write(insert, bump=False)
 
-    async def copy_chunks(self, vdb_id: UUID, build_id: UUID, parent_id: UUID) -> int:
-        def copy(tx: WriteTx) -> int:
+    async def copy_chunks(self, vdb_id: UUID, build_id: UUID,
+                          parent_id: UUID) -> tuple[int, int]:
+        def copy(tx: WriteTx) -> tuple[int, int]:
             _check_owner(tx, vdb_id, build_id)
-            parent = tx.conn.execute("SELECT chunk_count FROM vector_databases WHERE id = ?"
-                                     " AND built_at IS NOT NULL", (str(parent_id),)).fetchone()
+            parent = tx.conn.execute("SELECT chunk_count, size_bytes FROM vector_databases"
+                                     " WHERE id = ? AND built_at IS NOT NULL",
+                                     (str(parent_id),)).fetchone()
             if parent is None:
                 raise VectorDatabaseNotFound(parent_id)
             tx.conn.execute(
@@ -236,7 +238,7 @@ class SQLiteVectorStore(VectorStore):
                 "INSERT INTO vector_batches (vdb_id, first_seq, count, vectors)"
                 " SELECT ?, first_seq, count, vectors FROM vector_batches WHERE vdb_id = ?",
                 (str(vdb_id), str(parent_id)))
-            return int(parent[0])
+            return int(parent[0]), int(parent[1])
 
         copied, _ = await self._db.write(copy, bump=False)
         return copied
@@ -256,16 +258,14 @@ class SQLiteVectorStore(VectorStore):
 
         await self._db.write(insert, bump=False)
 
-    async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int) -> None:
+    async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int,
+                           size_bytes: int) -> None:
         def finish(tx: WriteTx) -> None:
             _check_owner(tx, vdb_id, build_id)
             tx.conn.execute(
-                "UPDATE vector_databases SET chunk_count = :count, built_at = :now,"
-                " updated_at = :now, size_bytes = (SELECT COALESCE(SUM(LENGTH(CAST(text AS"
-                " BLOB))), 0) FROM vector_chunks WHERE vdb_id = :id)"
-                " + (SELECT COALESCE(SUM(LENGTH(vectors)), 0) FROM vector_batches"
-                " WHERE vdb_id = :id) WHERE id = :id",
-                {"count": chunk_count, "now": tx.now, "id": str(vdb_id)})
+                "UPDATE vector_databases SET chunk_count = ?, built_at = ?, updated_at = ?,"
+                " size_bytes = ? WHERE id = ?",
+                (chunk_count, tx.now, tx.now, size_bytes, str(vdb_id)))
 
         await self._db.write(finish, bump=False)
 
