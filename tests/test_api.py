@@ -1139,6 +1139,29 @@ def test_openapi_names_the_seeds_schemas(server: Server) -> None:
     assert "200" in get_status["responses"]
 
 
+def test_openapi_declares_every_error_an_operation_gives(server: Server) -> None:
+    document = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+    operations = [(path, method, operation) for path, item in document["paths"].items()
+                  if path.startswith("/api/") for method, operation in item.items()]
+    assert len(operations) > 20
+    for path, method, operation in operations:
+        declared = set(operation["responses"])
+        where = f"{method.upper()} {path}"
+        assert {"401", "503"} <= declared, where
+        if "{" in path:
+            assert "404" in declared, where
+        if method in ("post", "patch"):
+            assert {"413", "422"} <= declared, where
+        detail = operation["responses"]["401"]["content"]["application/json"]["schema"]
+        assert detail == {"$ref": "#/components/schemas/ErrorResponse"}, where
+    paths = document["paths"]
+    assert "409" in paths[f"{API}/status/{{statusId}}/"]["delete"]["responses"]
+    assert "409" in paths[f"{API}/jobs/"]["post"]["responses"]  # an Idempotency-Key reused
+    search = paths[f"{API}/vectorDatabases/{{vectorDatabaseId}}/search/"]["post"]
+    assert {"409", "501"} <= set(search["responses"])
+    assert "410" in paths["/api/v2/status/{statusId}/"]["get"]["responses"]
+
+
 # -- absolute URLs and forwarded headers ------------------------------------------------
 
 

@@ -34,6 +34,16 @@ JOBS_SUBMITTED = Counter(
     "genai_jobs_submitted", "Jobs accepted by this process's API.", ["job_type"],
     registry=REGISTRY,
 )
+LONGPOLL_WAKEUPS = Counter(
+    "genai_jobs_longpoll_wakeups_total",
+    "Times a waiting long-poll was woken by a change of its job.",
+    registry=REGISTRY,
+)
+LONGPOLL_READS = Counter(
+    "genai_jobs_longpoll_reads_total",
+    "Reads of a job made for waiting long-polls (shared by all the job's waiters).",
+    registry=REGISTRY,
+)
 WAITING_REQUESTS = Gauge(
     "genai_jobs_waiting_requests", "Long-poll requests waiting for a change.", registry=REGISTRY
 )

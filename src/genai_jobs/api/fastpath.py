@@ -21,7 +21,6 @@ answered here, as the routes' error handler would answer it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable
 from uuid import UUID
 
 from starlette.requests import Request
@@ -88,8 +87,7 @@ class StatusFastPath:
             return status  # the poll's one query showed all it needs
         tenant = None if token.is_admin else token.tenant
         job = await store.get(status.id, tenant)
-        fingerprint: Callable[[Job], Hashable] = any_field if full else status_fields
-        return await wait_for_change(store, job, tenant, wait, fingerprint)
+        return await wait_for_change(store, job, wait, any_field if full else status_fields)
 
 
 def _wait_seconds(query: bytes) -> int | None:

@@ -1,10 +1,22 @@
-"""`waitSeconds`: hold an answer until the job changes, woken by the change feed."""
+"""`waitSeconds`: hold an answer until the job changes, woken by the change feed.
+
+Two things keep many waiters cheap. A waiter is woken only by changes its
+answer shows: the status route's long-poll is not woken by progress (store/
+changes.py). And the waiters of one job share their reads of it: after a
+change, the first to look reads the job and the others take that read, so a
+hundred long-polls on one job cost one query per change, not a hundred.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import random
 import time
+import weakref
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from uuid import UUID
 
 from genai_jobs import metrics
 from genai_jobs.domain import Job
@@ -15,39 +27,90 @@ from genai_jobs.store.changes import wait_event
 RECHECK_SECONDS = 10.0
 
 
-def status_fields(job: Job) -> Hashable:
-    """What the status route's answer shows."""
-    return (job.status, job.message)
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a long-poll's answer shows of a job: it is held while `fingerprint` is
+    unchanged; `shows_progress` says whether a change of progress alone can alter it."""
+
+    fingerprint: Callable[[Job], Hashable]
+    shows_progress: bool
 
 
-def any_field(job: Job) -> Hashable:
-    """Every change, progress included (the job route)."""
-    return (job.status, job.message, job.updated_at, job.progress, job.progress_message)
+# The status route: the seed's seven fields, of which only these two can change.
+status_fields = Answer(lambda job: (job.status, job.message), shows_progress=False)
+# The job route: every change, progress included.
+any_field = Answer(lambda job: (job.status, job.message, job.updated_at, job.progress,
+                                job.progress_message), shows_progress=True)
 
 
-async def wait_for_change(
-    store: Store, job: Job, tenant: str | None, seconds: float,
-    fingerprint: Callable[[Job], Hashable],
-) -> Job:
-    """The job once `fingerprint(job)` differs from now, it is terminal, or time is up."""
+class SharedReads:
+    """Reads of a job shared by its waiters in this process (one store each)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._running: dict[UUID, tuple[int, asyncio.Future[Job]]] = {}
+
+    async def read(self, job_id: UUID, not_before: int) -> Job:
+        """The job, read by a read begun at change tick `not_before` or later (one that
+        has seen every change the caller was told of)."""
+        found = self._running.get(job_id)
+        if found is None or found[0] < not_before:
+            future = asyncio.ensure_future(self._read(job_id))
+            found = (self._store.changes.tick, future)
+            self._running[job_id] = found
+            future.add_done_callback(functools.partial(self._done, job_id))
+        # Shielded: one waiter leaving (its client went away) must not cancel the others' read.
+        return await asyncio.shield(found[1])
+
+    async def _read(self, job_id: UUID) -> Job:
+        metrics.LONGPOLL_READS.inc()
+        return await self._store.get(job_id)
+
+    def _done(self, job_id: UUID, future: asyncio.Future[Job]) -> None:
+        if self._running.get(job_id, (0, None))[1] is future:
+            del self._running[job_id]
+        if not future.cancelled():
+            future.exception()  # each sharer sees it; none may be left to
+
+
+_shared: weakref.WeakKeyDictionary[Store, SharedReads] = weakref.WeakKeyDictionary()
+
+
+def shared_reads(store: Store) -> SharedReads:
+    found = _shared.get(store)
+    if found is None:
+        found = _shared[store] = SharedReads(store)
+    return found
+
+
+async def wait_for_change(store: Store, job: Job, seconds: float, answer: Answer) -> Job:
+    """The job once `answer`'s fingerprint differs from now, it is terminal, or time is up.
+    `job` was read for the caller's tenant already (a job's tenant never changes), so
+    later reads need no tenant and can be shared."""
     if seconds <= 0 or job.is_terminal:
         return job
     deadline = time.monotonic() + seconds
-    before = fingerprint(job)
+    before = answer.fingerprint(job)
+    reads = shared_reads(store)
     metrics.WAITING_REQUESTS.inc()
     try:
-        with store.changes.watch_job(job.id) as changed:
-            # Re-read once after watching: a change since `job` was read counts.
-            current = await store.get(job.id, tenant)
-            while fingerprint(current) == before and not current.is_terminal:
+        with store.changes.watch_job(job.id, progress=answer.shows_progress) as changed:
+            # Read once after watching: a change since `job` was read counts.
+            current = await reads.read(job.id, store.changes.tick)
+            while answer.fingerprint(current) == before and not current.is_terminal:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 # A notification can be lost (a dropped listener): look again now and
                 # then anyway, at jittered times so that many waiters never re-read at once.
-                await wait_event(changed, min(remaining, RECHECK_SECONDS * random.uniform(0.5, 1)))
+                notified = await wait_event(
+                    changed, min(remaining, RECHECK_SECONDS * random.uniform(0.5, 1)))
+                if not notified and time.monotonic() >= deadline:
+                    break  # time is up and nothing was heard: the answer is as read
+                if notified:
+                    metrics.LONGPOLL_WAKEUPS.inc()
                 changed.clear()
-                current = await store.get(job.id, tenant)
+                current = await reads.read(job.id, store.changes.tick)
             return current
     finally:
         metrics.WAITING_REQUESTS.dec()

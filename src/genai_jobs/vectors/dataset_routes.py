@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from genai_jobs.api.deps import Caller, CallerDep, ServicesDep
-from genai_jobs.api.routes.status import ERROR_RESPONSES
+from genai_jobs.api.openapi import API_ERRORS, errors
 from genai_jobs.api.schemas import CamelModel
 from genai_jobs.api.urls import base_url
 from genai_jobs.domain import NewJob
@@ -42,7 +42,7 @@ INGEST_JOB_TYPE = "dataset.ingest"
 # Form fields besides the file (the dataset's name).
 MAX_FORM_FIELDS = 10
 
-router = APIRouter(tags=["Datasets"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["Datasets"], responses=API_ERRORS)
 
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"], "properties": {
@@ -64,7 +64,7 @@ class UploadResponse(CamelModel):
 
 @router.post("/datasets/fromFile/", status_code=202, response_model=UploadResponse,
              summary="Upload a file as a new dataset (ingested before the answer).",
-             openapi_extra=_UPLOAD_BODY)
+             openapi_extra=_UPLOAD_BODY, responses=errors(413))
 async def upload_dataset(request: Request, response: Response, services: ServicesDep,
                          caller: CallerDep, vectors: VectorsDep) -> UploadResponse:
     file_name, content, name = await _read_form(request, vectors.settings)
@@ -138,7 +138,7 @@ async def list_datasets(request: Request, services: ServicesDep, caller: CallerD
 
 
 @router.get("/datasets/{datasetId}/", response_model=DatasetResponse,
-            summary="Read one dataset.")
+            summary="Read one dataset.", responses=errors(404))
 async def get_dataset(datasetId: UUID, caller: CallerDep,
                       vectors: VectorsDep) -> DatasetResponse:
     return DatasetResponse.from_dataset(
@@ -146,7 +146,8 @@ async def get_dataset(datasetId: UUID, caller: CallerDep,
 
 
 @router.patch("/datasets/{datasetId}/", response_model=DatasetResponse,
-              summary="Rename a dataset and/or set its categories (Dataset.modify).")
+              summary="Rename a dataset and/or set its categories (Dataset.modify).",
+              responses=errors(404, 413))
 async def update_dataset(datasetId: UUID, body: DatasetUpdateRequest, caller: CallerDep,
                          vectors: VectorsDep) -> DatasetResponse:
     categories = None if body.categories is None else [item.value for item in body.categories]
@@ -155,7 +156,8 @@ async def update_dataset(datasetId: UUID, body: DatasetUpdateRequest, caller: Ca
 
 
 @router.delete("/datasets/{datasetId}/", status_code=204, response_class=Response,
-               summary="Delete a dataset (vector databases built from it stay).")
+               summary="Delete a dataset (vector databases built from it stay).",
+               responses=errors(404))
 async def delete_dataset(datasetId: UUID, caller: CallerDep, vectors: VectorsDep) -> Response:
     await vectors.vectors.delete_dataset(datasetId, caller.tenant_scope)
     return Response(status_code=204)

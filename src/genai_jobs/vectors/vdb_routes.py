@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from genai_jobs.api.deps import Caller, CallerDep, Services, ServicesDep
-from genai_jobs.api.routes.status import ERROR_RESPONSES
+from genai_jobs.api.openapi import API_ERRORS, errors
 from genai_jobs.api.urls import API_PREFIX, base_url, status_url
 from genai_jobs.domain import IllegalTransition, JobNotFound, NewJob
 from genai_jobs.vectors import capabilities
@@ -64,7 +64,7 @@ from genai_jobs.vectors.schemas import (
     execution_status,
 )
 
-router = APIRouter(tags=["Vector databases"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["Vector databases"], responses=API_ERRORS)
 PATH = "/vectorDatabases"
 
 
@@ -99,7 +99,8 @@ async def vector_database_count(caller: CallerDep, vectors: VectorsDep) -> Count
 
 
 @router.post(f"{PATH}/", status_code=202, response_model=VectorDatabaseResponse,
-             summary="Create a vector database (or a new version of one); it builds as a job.")
+             summary="Create a vector database (or a new version of one); it builds as a job.",
+             responses=errors(404, 409, 413))
 async def create_vector_database(body: VectorDatabaseCreateRequest, request: Request,
                                  response: Response, services: ServicesDep,
                                  caller: CallerDep,
@@ -267,7 +268,7 @@ def _sort(raw: str | None) -> tuple[SortKey, bool]:
 
 
 @router.get(PATH + "/{vectorDatabaseId}/", response_model=VectorDatabaseResponse,
-            summary="Read one vector database.")
+            summary="Read one vector database.", responses=errors(404))
 async def get_vector_database(vectorDatabaseId: UUID, caller: CallerDep,
                               vectors: VectorsDep) -> VectorDatabaseResponse:
     vdb = await vectors.vectors.get_vector_database(vectorDatabaseId, caller.tenant_scope)
@@ -275,7 +276,7 @@ async def get_vector_database(vectorDatabaseId: UUID, caller: CallerDep,
 
 
 @router.patch(PATH + "/{vectorDatabaseId}/", response_model=VectorDatabaseResponse,
-              summary="Rename a vector database.")
+              summary="Rename a vector database.", responses=errors(404, 413))
 async def update_vector_database(vectorDatabaseId: UUID, body: VectorDatabaseUpdateRequest,
                                  caller: CallerDep,
                                  vectors: VectorsDep) -> VectorDatabaseResponse:
@@ -291,7 +292,8 @@ async def update_vector_database(vectorDatabaseId: UUID, body: VectorDatabaseUpd
 
 
 @router.delete(PATH + "/{vectorDatabaseId}/", status_code=204, response_class=Response,
-               summary="Delete a vector database; a running build is aborted.")
+               summary="Delete a vector database; a running build is aborted.",
+               responses=errors(404))
 async def delete_vector_database(vectorDatabaseId: UUID, services: ServicesDep,
                                  caller: CallerDep, vectors: VectorsDep) -> Response:
     vdb = await vectors.vectors.get_vector_database(vectorDatabaseId, caller.tenant_scope)
@@ -318,7 +320,8 @@ async def _built(vectors: VectorServices, vdb_id: UUID, caller: Caller) -> Vecto
 
 
 @router.post(PATH + "/{vectorDatabaseId}/search/", response_model=SearchResponse,
-             summary="Extension: the chunks nearest a query, best first.")
+             summary="Extension: the chunks nearest a query, best first.",
+             responses=errors(404, 409, 413, 501))
 async def search(vectorDatabaseId: UUID, body: SearchRequest, caller: CallerDep,
                  vectors: VectorsDep) -> SearchResponse:
     vdb = await _built(vectors, vectorDatabaseId, caller)
@@ -332,7 +335,8 @@ async def search(vectorDatabaseId: UUID, body: SearchRequest, caller: CallerDep,
 
 @router.get(PATH + "/{vectorDatabaseId}/textAndEmbeddings/", response_class=StreamingResponse,
             responses={200: {"content": {"application/vnd.apache.parquet": {}},
-                             "description": "A Parquet file: chunk text, metadata, vectors."}},
+                             "description": "A Parquet file: chunk text, metadata, vectors."},
+                       **errors(404, 409, 501)},
             summary="Download the chunks and their vectors as a Parquet file (streamed).")
 async def text_and_embeddings(vectorDatabaseId: UUID, caller: CallerDep, vectors: VectorsDep,
                               part: Annotated[int | None, Query(ge=1)] = None,

@@ -122,8 +122,9 @@ class Attempt:
         return await asyncio.shield(loop.run_in_executor(self._threads, handler, self.ctx, payload))
 
     async def _watch_job(self) -> None:
-        """Turn change notifications for this job into attention for the supervisor."""
-        with self.store.changes.watch_job(self.job.id) as changed:
+        """Turn change notifications for this job into attention for the supervisor
+        (its progress is this attempt's own: only other changes, an abort, matter)."""
+        with self.store.changes.watch_job(self.job.id, progress=False) as changed:
             while True:
                 await changed.wait()
                 changed.clear()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from genai_jobs.api.deps import CallerDep, ServicesDep
+from genai_jobs.api.openapi import API_ERRORS
 from genai_jobs.api.schemas import JobTypeListResponse, JobTypeResponse
 
-router = APIRouter(tags=["Jobs (GenAI)"])
+router = APIRouter(tags=["Jobs (GenAI)"], responses=API_ERRORS)
 
 
 @router.get("/jobTypes/", response_model=JobTypeListResponse, summary="List the job types.")

@@ -15,7 +15,8 @@ from genai_jobs import metrics
 from genai_jobs.api.deps import CallerDep, Services, ServicesDep
 from genai_jobs.api.errors import PayloadRejected, validation_items
 from genai_jobs.api.longpoll import any_field, wait_for_change
-from genai_jobs.api.routes.status import ERROR_RESPONSES, WaitSeconds
+from genai_jobs.api.openapi import API_ERRORS, errors
+from genai_jobs.api.routes.status import WaitSeconds
 from genai_jobs.api.schemas import (
     JobExecutionState,
     JobListResponse,
@@ -33,7 +34,7 @@ MAX_PAGE = 1000
 MAX_OFFSET = 10**12
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
-router = APIRouter(tags=["Jobs (GenAI)"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["Jobs (GenAI)"], responses=API_ERRORS)
 
 
 @router.post(
@@ -42,7 +43,8 @@ router = APIRouter(tags=["Jobs (GenAI)"], responses=ERROR_RESPONSES)
     status_code=202,
     summary="Submit a job.",
     responses={200: {"model": StatusResponse,
-                     "description": "The job an earlier request with this Idempotency-Key made."}},
+                     "description": "The job an earlier request with this Idempotency-Key made."},
+               **errors(409, 413)},
 )
 async def submit_job(
     body: SubmitRequest,
@@ -141,7 +143,8 @@ def _page_url(request: Request, base: str, offset: int) -> str:
     return f"{base}{url.path}?{url.query}"
 
 
-@router.get("/jobs/{statusId}/", response_model=JobResponse, summary="Read one job in full.")
+@router.get("/jobs/{statusId}/", response_model=JobResponse, summary="Read one job in full.",
+            responses=errors(404))
 async def get_job(
     statusId: UUID,
     request: Request,
@@ -152,7 +155,7 @@ async def get_job(
     # serve answers most of these in api/fastpath.py before they get here (the
     # client's wait); this route answers the rest, with the same bytes.
     job = await services.store.get(statusId, caller.tenant_scope)
-    job = await wait_for_change(services.store, job, caller.tenant_scope,
+    job = await wait_for_change(services.store, job,
                                 min(wait_seconds, services.settings.max_wait_seconds), any_field)
     return Response(job_body(job), media_type="application/json")
 

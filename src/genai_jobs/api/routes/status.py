@@ -23,7 +23,8 @@ from pydantic import Field, TypeAdapter, ValidationError
 from genai_jobs.api.deps import CallerDep, ServicesDep, authenticate, get_services_now
 from genai_jobs.api.errors import PayloadRejected, validation_items
 from genai_jobs.api.longpoll import status_fields, wait_for_change
-from genai_jobs.api.schemas import HTTPValidationErrorResponse, StatusResponse, status_body
+from genai_jobs.api.openapi import API_ERRORS, errors
+from genai_jobs.api.schemas import StatusResponse, status_body
 from genai_jobs.api.urls import base_url, job_url
 from genai_jobs.domain import Job, JobState, JobStatus
 
@@ -33,11 +34,8 @@ T = TypeVar("T")
 RETRY_AFTER_SECONDS = 1
 MAX_WAIT_SECONDS = 60
 
-router = APIRouter(tags=["Jobs (GenAI)"])
-classic = APIRouter(tags=["Status"])
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    422: {"model": HTTPValidationErrorResponse, "description": "Validation Error"},
-}
+router = APIRouter(tags=["Jobs (GenAI)"], responses=API_ERRORS)
+classic = APIRouter(tags=["Status"], responses=API_ERRORS)
 
 
 def status_headers(job: Job | JobStatus, request: Request,
@@ -75,7 +73,7 @@ _WAIT_SECONDS_PARAMETER = {
     "/status/{statusId}/",
     response_model=None,
     responses={200: {"model": StatusResponse, "description": "Successful Response"},
-               **ERROR_RESPONSES},
+               **errors(404)},
     summary="Retrieve the execution status of a GenAI worker job.",
     openapi_extra={"parameters": [_STATUS_ID_PARAMETER, _WAIT_SECONDS_PARAMETER],
                    "security": [{"BearerAuth": []}]},
@@ -97,7 +95,7 @@ async def _status_of(request: Request) -> tuple[Job, dict[str, str]]:
     wait = request.query_params.get("waitSeconds")
     seconds = 0 if wait is None else _parse(_WAIT_SECONDS, wait, ("query", "waitSeconds"))
     job = await services.store.get(status_id, caller.tenant_scope)
-    job = await wait_for_change(services.store, job, caller.tenant_scope,
+    job = await wait_for_change(services.store, job,
                                 min(seconds, services.settings.max_wait_seconds), status_fields)
     return job, status_headers(job, request, services.settings.behind_proxy)
 
@@ -109,7 +107,7 @@ async def _status_of(request: Request) -> tuple[Job, dict[str, str]]:
                      "or completed without a resource to show"},
                303: {"description": "COMPLETED: `Location` is what the job made"},
                410: {"model": StatusResponse, "description": "EXPIRED"},
-               **ERROR_RESPONSES},
+               **errors(404)},
     summary="DataRobot's classic status route: 303 to the result once COMPLETED.",
     openapi_extra={"parameters": [_STATUS_ID_PARAMETER, _WAIT_SECONDS_PARAMETER],
                    "security": [{"BearerAuth": []}]},
@@ -136,12 +134,12 @@ def _parse(adapter: TypeAdapter[T], value: str, loc: tuple[str, str]) -> T:
 
 
 @classic.delete("/status/{statusId}/", response_model=StatusResponse, status_code=202,
-                responses=ERROR_RESPONSES, summary="Abort a job (as the seed route does).")
+                responses=errors(404, 409), summary="Abort a job (as the seed route does).")
 @router.delete(
     "/status/{statusId}/",
     response_model=StatusResponse,
     status_code=202,
-    responses=ERROR_RESPONSES,
+    responses=errors(404, 409),
     summary="Abort a GenAI worker job.",
 )
 async def abort_job(

@@ -6,13 +6,14 @@ from fastapi import APIRouter
 
 from genai_jobs import __version__
 from genai_jobs.api.deps import CallerDep
+from genai_jobs.api.openapi import errors
 from genai_jobs.api.schemas import VersionResponse
 
 # The API level that the `datarobot` 3.20 package expects.
 DATAROBOT_API_MAJOR = 2
 DATAROBOT_API_MINOR = 49
 
-router = APIRouter(tags=["Version"])
+router = APIRouter(tags=["Version"], responses=errors(401, 503))
 
 
 @router.get("/version/", response_model=VersionResponse, summary="The API version.")

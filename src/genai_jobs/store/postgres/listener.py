@@ -59,9 +59,12 @@ class Listener:
                 await conn.execute("SELECT 1")
 
     def _dispatch(self, payload: str) -> None:
-        job_id, _, status = payload.partition(" ")
+        """'<job id> <status>', and ' progress' after it when the change moved the job's
+        progress alone (the trigger of migration 0005 says so)."""
+        job_id, _, rest = payload.partition(" ")
+        status, _, kind = rest.partition(" ")
         try:
-            self.changes.job_changed(UUID(job_id))
+            self.changes.job_changed(UUID(job_id), progress_only=kind == "progress")
         except ValueError:
             log.warning("ignoring a malformed notification %r", payload)
             return

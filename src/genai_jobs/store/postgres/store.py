@@ -267,7 +267,7 @@ class PostgresStore(Store):
                              (fraction, message, lease.job_id, lease.lease_id))
         if row is None:
             raise LeaseLost(lease.job_id)
-        self.changes.job_changed(lease.job_id)
+        self.changes.job_changed(lease.job_id, progress_only=True)
 
     async def complete(self, lease: Lease, result: Any, result_location: str | None) -> Job:
         # The hot path of every job: one statement, where _end_attempt takes four round

@@ -46,6 +46,8 @@ class WriteTx:
     seq: int
     now: float
     changed: set[UUID] = field(default_factory=set)
+    # Jobs whose progress alone this transaction moved (see store/changes.py).
+    progressed: set[UUID] = field(default_factory=set)
     work_available: bool = False
 
 

@@ -265,7 +265,7 @@ class SQLiteStore(Store):
             ).rowcount
             if updated != 1:
                 raise LeaseLost(lease.job_id)
-            tx.changed.add(lease.job_id)
+            tx.progressed.add(lease.job_id)
 
         await self._write(record)
 
@@ -437,12 +437,15 @@ class SQLiteStore(Store):
     async def _write(self, work: Callable[[WriteTx], T]) -> T:
         result, tx = await self._db.write(work)
         self._own_seqs.add(tx.seq)
-        self._publish(tx.changed, tx.work_available)
+        self._publish(tx.changed, tx.work_available, tx.progressed - tx.changed)
         return result
 
-    def _publish(self, changed: Iterable[UUID], work_available: bool) -> None:
+    def _publish(self, changed: Iterable[UUID], work_available: bool,
+                 progressed: Iterable[UUID] = ()) -> None:
         for job_id in changed:
             self.changes.job_changed(job_id)
+        for job_id in progressed:
+            self.changes.job_changed(job_id, progress_only=True)
         if work_available:
             self.changes.work_available()
 

@@ -1,0 +1,101 @@
+"""Many long-polls on running jobs stay cheap: a status long-poll is not woken by
+progress, and the long-polls of one job share their reads of it. Counted through the
+server's own /metrics, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.pg_support import create_database, drop_database, require_postgres
+from tests.support import Server, poll_until, start_server, submit, wait_for_status
+
+pytestmark = pytest.mark.slow
+
+API = "/api/v2/genai"
+WAITERS = 20
+# diagnostics.sleep reports progress about once a second.
+SLEEP_SECONDS = 8
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def api(request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    url = None
+    if request.param == "postgres":
+        require_postgres()
+        url = create_database()
+    running = start_server(tmp_path_factory.mktemp(f"longpoll-{request.param}"), "--workers",
+                           "1", database_url=url)
+    try:
+        yield running
+    finally:
+        running.service.terminate()
+        running.service.close()
+        if url is not None:
+            drop_database(url)
+
+
+def metric(api: Server, name: str) -> float:
+    text = httpx.get(f"{api.url}/metrics", timeout=10).text
+    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def running_job(api: Server) -> str:
+    with api.client() as client:
+        job_id = submit(client, "diagnostics.sleep", {"seconds": SLEEP_SECONDS})
+        wait_for_status(client, job_id, "RUNNING", timeout=20)
+    return job_id
+
+
+def hold(api: Server, path: str, seconds: int) -> dict[str, Any]:
+    with api.client(timeout=seconds + 30) as client:
+        response = client.get(path, params={"waitSeconds": seconds})
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
+def all_waiting(api: Server) -> None:
+    poll_until(lambda: metric(api, "genai_jobs_waiting_requests") >= WAITERS, 20,
+               interval=0.05, what=f"{WAITERS} waiting long-polls")
+
+
+def test_status_long_polls_are_not_woken_by_progress(api: Server) -> None:
+    job_id = running_job(api)
+    with ThreadPoolExecutor(max_workers=WAITERS) as pool:
+        answers = [pool.submit(hold, api, f"{API}/status/{job_id}/", 4)
+                   for _ in range(WAITERS)]
+        all_waiting(api)
+        woken, read = (metric(api, "genai_jobs_longpoll_wakeups_total"),
+                       metric(api, "genai_jobs_longpoll_reads_total"))
+        results = [answer.result() for answer in answers]
+    assert {result["status"] for result in results} == {"RUNNING"}  # held to the end
+    with api.client() as client:  # the job did report progress meanwhile
+        assert client.get(f"{API}/jobs/{job_id}/").json()["progress"] > 0
+    assert metric(api, "genai_jobs_longpoll_wakeups_total") - woken == 0
+    assert metric(api, "genai_jobs_longpoll_reads_total") - read == 0
+
+
+def test_the_long_polls_of_one_job_share_their_reads(api: Server) -> None:
+    job_id = running_job(api)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=WAITERS) as pool:
+        answers = [pool.submit(hold, api, f"{API}/jobs/{job_id}/", 20)
+                   for _ in range(WAITERS)]
+        all_waiting(api)
+        read = metric(api, "genai_jobs_longpoll_reads_total")
+        results = [answer.result() for answer in answers]
+    # Each answered at the next progress report, long before its 20 s.
+    assert time.monotonic() - started < 15
+    assert all(result["status"] in ("RUNNING", "COMPLETED") for result in results)
+    # Woken together by one change, the twenty took one read of it (two when a second
+    # change came while the first read was on its way), not twenty.
+    assert metric(api, "genai_jobs_longpoll_reads_total") - read <= 3
