@@ -96,6 +96,20 @@ class SQLiteDatabase:
         self._thread: threading.Thread | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        # Change sequence numbers of this process's own commits, recorded by the writer
+        # thread before each COMMIT: the commit watcher, woken by that very commit, may
+        # run before the writing coroutine learns it is done, and must not take the
+        # change for another process's (it would not know what the change was).
+        self._own_seqs: set[int] = set()
+        self._own_lock = threading.Lock()
+
+    def take_own_seqs(self, up_to: int) -> set[int]:
+        """This process's commits with a sequence number up to `up_to`, forgotten once
+        taken (the watcher has seen everything up to there)."""
+        with self._own_lock:
+            taken = {seq for seq in self._own_seqs if seq <= up_to}
+            self._own_seqs -= taken
+        return taken
 
     @property
     def reader(self) -> sqlite3.Connection:
@@ -177,10 +191,13 @@ class SQLiteDatabase:
             _fail_all(batch, StoreUnavailable(f"SQLite store is busy or unreadable: {exc}"))
             return stop
         batch, stop = self._waiting(first)
+        seq = 0
         try:
-            outcomes = self._run_all(conn, batch)
+            seq, outcomes = self._run_all(conn, batch)
+            self._own(seq, True)  # before COMMIT: see `_own_seqs`
             conn.execute("COMMIT")
         except sqlite3.Error as exc:  # the commit itself failed: nothing was written
+            self._own(seq, False)  # still under the write lock: nobody else has it yet
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             _fail_all(batch, StoreUnavailable(f"SQLite store cannot be written: {exc}"))
@@ -188,6 +205,14 @@ class SQLiteDatabase:
         for request, outcome in zip(batch, outcomes, strict=True):
             _settle(request, outcome)
         return stop
+
+    def _own(self, seq: int, committing: bool) -> None:
+        if seq:
+            with self._own_lock:
+                if committing:
+                    self._own_seqs.add(seq)
+                else:
+                    self._own_seqs.discard(seq)
 
     def _waiting(self, first: _WriteRequest) -> tuple[list[_WriteRequest], bool]:
         """`first` and the requests already waiting (up to a batch); whether a stop
@@ -206,7 +231,8 @@ class SQLiteDatabase:
 
     def _run_all(
         self, conn: sqlite3.Connection, batch: list[_WriteRequest]
-    ) -> list[tuple[Any, WriteTx] | BaseException]:
+    ) -> tuple[int, list[tuple[Any, WriteTx] | BaseException]]:
+        """The batch's change sequence number (0: none), and each request's outcome."""
         seq = _next_seq(conn) if any(request.bump for request in batch) else 0
         outcomes: list[tuple[Any, WriteTx] | BaseException] = []
         for request in batch:
@@ -218,7 +244,7 @@ class SQLiteDatabase:
                 conn.execute("ROLLBACK TO request")
                 outcomes.append(_translate(exc))
             conn.execute("RELEASE request")
-        return outcomes
+        return seq, outcomes
 
 
 def _next_seq(conn: sqlite3.Connection) -> int:

@@ -63,7 +63,6 @@ class SQLiteStore(Store):
         self._watcher: asyncio.Task[None] | None = None
         self._seen_seq = 0
         # Change numbers of this process's own commits, already published at commit.
-        self._own_seqs: set[int] = set()
 
     @property
     def database(self) -> SQLiteDatabase:
@@ -436,7 +435,6 @@ class SQLiteStore(Store):
     # -- change propagation -------------------------------------------------
     async def _write(self, work: Callable[[WriteTx], T]) -> T:
         result, tx = await self._db.write(work)
-        self._own_seqs.add(tx.seq)
         self._publish(tx.changed, tx.work_available, tx.progressed - tx.changed)
         return result
 
@@ -474,8 +472,8 @@ class SQLiteStore(Store):
         ).fetchall()
         for row in rows:
             self._seen_seq = max(self._seen_seq, row["change_seq"])
-        others = [row for row in rows if row["change_seq"] not in self._own_seqs]
-        self._own_seqs = {seq for seq in self._own_seqs if seq > self._seen_seq}
+        own = self._db.take_own_seqs(self._seen_seq)
+        others = [row for row in rows if row["change_seq"] not in own]
         self._publish(
             (UUID(row["id"]) for row in others),
             any(row["status"] == "INITIALIZED" for row in others),
