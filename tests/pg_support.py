@@ -7,8 +7,10 @@ with GENAI_JOBS_REQUIRE_POSTGRES=1 (set by .ci/run) they fail instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 
 import psycopg
 from psycopg import sql
@@ -49,6 +51,21 @@ def drop_database(url: str) -> None:
     with psycopg.connect(admin_url(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(str(name))))
+
+
+@contextlib.contextmanager
+def scratch_store(kind: str) -> Iterator[str | None]:
+    """The database URL of a new PostgreSQL database for "postgres" (dropped after the
+    block), or None for "sqlite" (the server then makes its own file)."""
+    if kind != "postgres":
+        yield None
+        return
+    require_postgres()
+    url = create_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
 
 
 def truncate(url: str) -> None:

@@ -29,7 +29,7 @@ from datarobot.models.genai.vector_database import ChunkingParameters, VectorDat
 from datarobot.rest import RESTClientObject
 from datarobot.utils.waiters import wait_for_async_resolution
 
-from tests.pg_support import create_database, drop_database, require_postgres
+from tests.pg_support import scratch_store
 from tests.support import Server, poll_until, start_server, submit, wait_for_status
 from tests.vectors_support import BREAD, SOLAR, corpus_files, make_pdf, zip_of
 
@@ -51,19 +51,14 @@ ONE_POLL = 5.0
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def api(request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    url = None
-    if request.param == "postgres":
-        require_postgres()
-        url = create_database()
-    running = start_server(tmp_path_factory.mktemp(f"sdk-{request.param}"), "--workers", "1",
-                           database_url=url)
-    try:
-        yield running
-    finally:
-        running.service.terminate()
-        running.service.close()
-        if url is not None:
-            drop_database(url)
+    with scratch_store(request.param) as url:
+        running = start_server(tmp_path_factory.mktemp(f"sdk-{request.param}"),
+                               "--workers", "1", database_url=url)
+        try:
+            yield running
+        finally:
+            running.service.terminate()
+            running.service.close()
 
 
 @pytest.fixture(scope="module")

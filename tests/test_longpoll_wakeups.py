@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.pg_support import create_database, drop_database, require_postgres
+from tests.pg_support import scratch_store
 from tests.support import Server, poll_until, start_server, submit, wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -27,19 +27,14 @@ SLEEP_SECONDS = 8
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def api(request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    url = None
-    if request.param == "postgres":
-        require_postgres()
-        url = create_database()
-    running = start_server(tmp_path_factory.mktemp(f"longpoll-{request.param}"), "--workers",
-                           "1", database_url=url)
-    try:
-        yield running
-    finally:
-        running.service.terminate()
-        running.service.close()
-        if url is not None:
-            drop_database(url)
+    with scratch_store(request.param) as url:
+        running = start_server(tmp_path_factory.mktemp(f"longpoll-{request.param}"),
+                               "--workers", "1", database_url=url)
+        try:
+            yield running
+        finally:
+            running.service.terminate()
+            running.service.close()
 
 
 def metric(api: Server, name: str) -> float:

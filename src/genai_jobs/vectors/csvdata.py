@@ -38,10 +38,11 @@ class CsvDataset:
     metadata_columns: list[MetadataColumn]
 
 
-def read_csv(name: str, content: bytes, max_rows: int, max_cell_bytes: int,
+def read_csv(name: str, text: str, max_rows: int, max_cell_bytes: int,
              safe_name: Callable[[str, str], str]) -> CsvDataset:
-    """The documents of CSV file `name`; `safe_name(raw, shown)` checks a row's path."""
-    rows = _rows(name, content, max_cell_bytes)
+    """The documents of CSV file `name` of `text`; `safe_name(raw, shown)` checks a row's
+    path."""
+    rows = _rows(name, text, max_cell_bytes)
     header, body = rows[0], rows[1:]
     metadata_names = _metadata_names(name, header)
     if not body:
@@ -58,13 +59,7 @@ def read_csv(name: str, content: bytes, max_rows: int, max_cell_bytes: int,
                                   for column in metadata_names])
 
 
-def _rows(name: str, content: bytes, max_cell_bytes: int) -> list[list[str]]:
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetRejected(name, f"not UTF-8 text (byte {exc.start})", "not_text") from exc
-    if "\x00" in text:
-        raise DatasetRejected(name, "not a CSV: it contains NUL bytes", "not_text")
+def _rows(name: str, text: str, max_cell_bytes: int) -> list[list[str]]:
     # The csv module's own cap on a field (128 KiB) is a process-wide setting: raise it
     # to ours, which is then checked per cell below with the row's number.
     csv.field_size_limit(max(csv.field_size_limit(), max_cell_bytes + 1))

@@ -76,7 +76,8 @@ def ingest_file(raw_name: str, content: bytes, limits: Limits) -> Ingested:
         if len(content) > limits.max_total_bytes:
             raise DatasetRejected(name, f"{len(content):,} bytes is over the limit of "
                                         f"{limits.max_total_bytes:,}", "dataset_too_large")
-        found = read_csv(name, content, limits.max_rows, limits.max_file_bytes, safe_name)
+        found = read_csv(name, decoded_text(name, content), limits.max_rows,
+                         limits.max_file_bytes, safe_name)
         _check_unique(found.documents)
         return Ingested(found.documents, found.metadata_columns)
     if lowered.endswith(ARCHIVE_SUFFIX):
@@ -141,14 +142,19 @@ def check_document(name: str, content: bytes, limits: Limits) -> Document:
     return Document(name, kind, content)
 
 
-def check_text(name: str, content: bytes) -> None:
+def decoded_text(name: str, content: bytes) -> str:
+    """The file's text: UTF-8 (a byte-order mark dropped), without NUL bytes."""
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetRejected(name, f"not UTF-8 text (byte {exc.start})", "not_text") from exc
     if "\x00" in text:
         raise DatasetRejected(name, "not text: it contains NUL bytes", "not_text")
-    if not text.strip():
+    return text
+
+
+def check_text(name: str, content: bytes) -> None:
+    if not decoded_text(name, content).strip():
         raise DatasetRejected(name, "the file has no text (only white space)", "empty_file")
 
 
