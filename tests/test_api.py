@@ -661,6 +661,19 @@ REJECTED_BODIES: list[tuple[str, Any, list[str | int]]] = [
      ["body", "maxAttempts"]),
     ("body not an object", [SLEEP], ["body"]),
     ("body null", None, ["body"]),
+    # Numbers are JSON numbers of their kind, never read from strings, booleans or 1.0.
+    ("priority a boolean", {"jobType": SLEEP, "payload": {"seconds": 1}, "priority": True},
+     ["body", "priority"]),
+    ("priority a numeric string", {"jobType": SLEEP, "payload": {"seconds": 1},
+                                   "priority": "5"}, ["body", "priority"]),
+    ("priority a float", {"jobType": SLEEP, "payload": {"seconds": 1}, "priority": 5.0},
+     ["body", "priority"]),
+    ("maxAttempts a float", {"jobType": SLEEP, "payload": {"seconds": 1}, "maxAttempts": 1.0},
+     ["body", "maxAttempts"]),
+    ("expiresIn a numeric string", {"jobType": SLEEP, "payload": {"seconds": 1},
+                                    "expiresIn": "1"}, ["body", "expiresIn"]),
+    ("expiresIn a boolean", {"jobType": SLEEP, "payload": {"seconds": 1}, "expiresIn": True},
+     ["body", "expiresIn"]),
 ]
 
 

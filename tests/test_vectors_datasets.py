@@ -337,6 +337,9 @@ def test_vector_database_requests_are_checked_and_nothing_is_stored(
     chunking = ["body", "chunkingParameters"]
     cases: list[tuple[dict[str, Any], list[str | int]]] = [
         ({"chunkingParameters": {"chunkSize": 257}}, [*chunking, "chunkSize"]),
+        ({"chunkingParameters": {"chunkSize": "128"}}, [*chunking, "chunkSize"]),
+        ({"chunkingParameters": {"chunkSize": 128.0}}, [*chunking, "chunkSize"]),
+        ({"chunkingParameters": {"customChunking": "false"}}, [*chunking, "customChunking"]),
         ({"chunkingParameters": {"chunkOverlapPercentage": 51}},
          [*chunking, "chunkOverlapPercentage"]),
         ({"chunkingParameters": {"embeddingModel": "gpt-embeddings"}},

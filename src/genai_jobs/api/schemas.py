@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 from pydantic.alias_generators import to_camel
 
 from genai_jobs.domain import Job, JobStatus
@@ -164,11 +164,14 @@ class SubmitRequest(CamelModel):
     payload: Annotated[dict[str, Any], AfterValidator(_within_64_bits)] = Field(
         default_factory=dict)
     description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
-    expires_in: float | None = Field(default=None, gt=0, description="Seconds from submission "
-                                     "to the deadline by which the job must be terminal.")
-    max_attempts: int | None = Field(default=None, ge=1)
-    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000,
-                          description="Higher runs first.")
+    # Numbers are JSON numbers of their kind: `"5"`, `true` or `1.0` for an integer is
+    # refused (422), not read as 5, 1 or 1 (the seed's 422 shape suggests a strict API).
+    expires_in: StrictFloat | None = Field(default=None, gt=0, description="Seconds from "
+                                           "submission to the deadline by which the job must "
+                                           "be terminal.")
+    max_attempts: StrictInt | None = Field(default=None, ge=1)
+    priority: StrictInt = Field(default=0, ge=-1_000_000, le=1_000_000,
+                                description="Higher runs first.")
 
 
 class JobTypeResponse(CamelModel):

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from genai_jobs.api.schemas import CamelModel
@@ -121,13 +121,13 @@ class ChunkingParametersRequest(_Request):
         default=None, description="Not supported: custom embedding models are not served.")
     chunking_method: str | None = Field(default=None, max_length=50,
                                         description="`recursive` (the default).")
-    chunk_size: int | None = Field(default=None, ge=1, description="Tokens per chunk, in the "
+    chunk_size: StrictInt | None = Field(default=None, ge=1, description="Tokens per chunk, in the "
                                    "embedding model's tokens (default: what it reads whole).")
-    chunk_overlap_percentage: int | None = Field(default=None, ge=0,
+    chunk_overlap_percentage: StrictInt | None = Field(default=None, ge=0,
                                                  le=MAX_OVERLAP_PERCENTAGE)
     separators: list[Separator] | None = Field(default=None, max_length=MAX_SEPARATORS)
-    custom_chunking: bool = Field(default=False, description="Not supported (must be false).")
-    is_separator_regex: bool = Field(default=False, description="Not supported: separators "
+    custom_chunking: StrictBool = Field(default=False, description="Not supported (must be false).")
+    is_separator_regex: StrictBool = Field(default=False, description="Not supported: separators "
                                      "are plain text.")
 
 
@@ -144,13 +144,13 @@ class VectorDatabaseCreateRequest(_Request):
     parent_vector_database_id: UUID | None = Field(
         default=None, description="Make a new version of this vector database's family: its "
         "chunks (reused, not embedded again) plus the dataset's.")
-    update_llm_blueprints: bool | None = Field(
+    update_llm_blueprints: StrictBool | None = Field(
         default=None, description="Accepted; there are no LLM blueprints here to update.")
-    update_deployments: bool | None = Field(
+    update_deployments: StrictBool | None = Field(
         default=None, description="Accepted; there are no deployments here to update.")
-    expires_in: float | None = Field(default=None, gt=0, description="Extension: seconds the "
+    expires_in: StrictFloat | None = Field(default=None, gt=0, description="Extension: seconds the "
                                      "build may take before it is stopped and its job EXPIRED.")
-    max_attempts: int | None = Field(default=None, ge=1, description="Extension.")
+    max_attempts: StrictInt | None = Field(default=None, ge=1, description="Extension.")
 
 
 class VectorDatabaseUpdateRequest(_Request):
@@ -255,7 +255,7 @@ class CountResponse(CamelModel):
 
 class SearchRequest(_Request):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    k: int = Field(default=5, ge=1, le=MAX_K)
+    k: StrictInt = Field(default=5, ge=1, le=MAX_K)
 
 
 class SearchHitResponse(CamelModel):
