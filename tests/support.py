@@ -11,8 +11,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
-from contextlib import closing
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -205,6 +205,18 @@ def start_server(tmp: Path, *extra: str, env: Mapping[str, str] | None = None,
         service.close()
         raise
     return Server(url, database_url, token, service, tmp)
+
+
+@contextmanager
+def running_server(tmp: Path, *extra: str, env: Mapping[str, str] | None = None,
+                   database_url: str | None = None) -> Iterator[Server]:
+    """`start_server` for the block's length: stopped with SIGTERM, then closed."""
+    running = start_server(tmp, *extra, env=env, database_url=database_url)
+    try:
+        yield running
+    finally:
+        running.service.terminate()
+        running.service.close()
 
 
 def _healthy(url: str) -> bool:

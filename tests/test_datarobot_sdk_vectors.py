@@ -30,7 +30,7 @@ from datarobot.rest import RESTClientObject
 from datarobot.utils.waiters import wait_for_async_resolution
 
 from tests.pg_support import scratch_store
-from tests.support import Server, poll_until, start_server, submit, wait_for_status
+from tests.support import Server, poll_until, running_server, submit, wait_for_status
 from tests.vectors_support import BREAD, SOLAR, corpus_files, make_pdf, zip_of
 
 pytestmark = [
@@ -51,14 +51,10 @@ ONE_POLL = 5.0
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def api(request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with scratch_store(request.param) as url:
-        running = start_server(tmp_path_factory.mktemp(f"sdk-{request.param}"),
-                               "--workers", "1", database_url=url)
-        try:
-            yield running
-        finally:
-            running.service.terminate()
-            running.service.close()
+    with scratch_store(request.param) as url, running_server(
+            tmp_path_factory.mktemp(f"sdk-{request.param}"), "--workers", "1",
+            database_url=url) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.pg_support import scratch_store
-from tests.support import Server, poll_until, start_server, submit, wait_for_status
+from tests.support import Server, poll_until, running_server, submit, wait_for_status
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +27,10 @@ SLEEP_SECONDS = 8
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def api(request: pytest.FixtureRequest,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with scratch_store(request.param) as url:
-        running = start_server(tmp_path_factory.mktemp(f"longpoll-{request.param}"),
-                               "--workers", "1", database_url=url)
-        try:
-            yield running
-        finally:
-            running.service.terminate()
-            running.service.close()
+    with scratch_store(request.param) as url, running_server(
+            tmp_path_factory.mktemp(f"longpoll-{request.param}"), "--workers", "1",
+            database_url=url) as running:
+        yield running
 
 
 def metric(api: Server, name: str) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.pg_support import create_database, drop_database, require_postgres
+from tests.pg_support import scratch_store
 from tests.support import (
     Server,
     ServiceProcess,
@@ -48,12 +48,9 @@ class Cluster:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    require_postgres()
-    url = create_database()
-    try:
+    with scratch_store("postgres") as url:
+        assert url is not None
         yield url
-    finally:
-        drop_database(url)
 
 
 @pytest.fixture

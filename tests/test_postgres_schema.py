@@ -14,7 +14,7 @@ from genai_jobs.domain import JobQuery, StoreUnavailable
 from genai_jobs.store.migrations import load_migrations
 from genai_jobs.store.postgres import PostgresStore
 from genai_jobs.store.postgres.store import MIGRATIONS_PACKAGE
-from tests.pg_support import create_database, drop_database, require_postgres
+from tests.pg_support import create_database, drop_database, scratch_store
 from tests.store_support import new_job
 from tests.support import run_cli
 
@@ -24,12 +24,9 @@ ROWS = 50_000
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    require_postgres()
-    url = create_database()
-    try:
+    with scratch_store("postgres") as url:
+        assert url is not None
         yield url
-    finally:
-        drop_database(url)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 from genai_jobs.vectors.client import VectorClient
 from genai_jobs.vectors.extract import extract
 from genai_jobs.vectors.records import Document, DocumentKind
-from tests.support import Server, poll_until, run_cli, start_server, wait_for_status
+from tests.support import Server, poll_until, run_cli, running_server, wait_for_status
 from tests.vectors_support import (
     API,
     QUESTIONS,
@@ -43,13 +43,9 @@ KINDS = {".txt": DocumentKind.TEXT, ".md": DocumentKind.MARKDOWN,
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("vectors"), "--workers", "1",
-                           env={"GENAI_JOBS_VECTOR_BUILD_BATCH_SIZE": "8"})
-    try:
+    with running_server(tmp_path_factory.mktemp("vectors"), "--workers", "1",
+                        env={"GENAI_JOBS_VECTOR_BUILD_BATCH_SIZE": "8"}) as running:
         yield running
-    finally:
-        running.service.terminate()
-        running.service.close()
 
 
 @pytest.fixture(scope="module")
