@@ -123,6 +123,7 @@ async def serve(settings: Settings, registry: Registry, announce: Announce) -> N
                                         # Forwarded headers are read by api/urls.py, and
                                         # only when the behind_proxy setting says so.
                                         proxy_headers=False,
+                                        timeout_keep_alive=settings.http_keep_alive_seconds,
                                         timeout_graceful_shutdown=5))
         workers = [Worker(store, registry, settings, name=f"serve-{n}")
                    for n in range(settings.workers)]

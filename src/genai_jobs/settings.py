@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     http_body_idle_timeout_seconds: float = Field(default=30.0, gt=0)
     http_write_stall_timeout_seconds: float = Field(default=30.0, gt=0)
     http_max_connections: int = Field(default=10_000, ge=1)
+    # How long an idle connection is kept open for the client's next request. Longer than
+    # the 5 s that DataRobot's SDK sleeps between status polls: at uvicorn's own 5 s the
+    # server closed the connection just as the SDK sent its next poll on it (a reset).
+    http_keep_alive_seconds: int = Field(default=15, ge=1)
     # `genai-jobs worker` serves its Prometheus metrics on this port when set.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
