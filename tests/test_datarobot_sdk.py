@@ -199,6 +199,7 @@ CLASSIC = "/api/v2/status"
 def test_the_classic_route_answers_200_until_done_and_for_a_job_that_made_nothing(
         http: httpx.Client) -> None:
     job_id = submit(http, SLEEP, {"seconds": 30})
+    wait_for_status(http, job_id, "RUNNING")  # so that both reads below see one state
     running = http.get(f"{CLASSIC}/{job_id}/")
     assert (running.status_code, running.headers["retry-after"]) == (200, "1")
     assert running.json() == http.get(f"{API}/status/{job_id}/").json()

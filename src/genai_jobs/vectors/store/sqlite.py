@@ -119,6 +119,8 @@ class SQLiteVectorStore(VectorStore):
         dataset_ids = [str(each) for each in new.dataset_ids or (new.dataset_id,)]
 
         def insert(tx: WriteTx) -> sqlite3.Row:
+            # The version is the family's next, numbered inside the insert; `?17` is the
+            # family id given for `family_id` just before it.
             row: sqlite3.Row = tx.conn.execute(
                 "INSERT INTO vector_databases (id, tenant, name, dataset_id, dataset_name,"
                 " embedding_model, dimensions, chunk_size, chunk_overlap,"
