@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PORT ?= 8080
+# `make serve` listens on PORT when given (`make serve PORT=9000`, or PORT in the
+# environment); else `genai-jobs serve` reads GENAI_JOBS_PORT itself, and defaults to 8080.
+PORT ?=
 
 .PHONY: serve test bench lint typecheck unit install install-dev clean
 
@@ -18,7 +20,7 @@ install-dev: $(BIN)/python
 
 ## Install and start the service on the embedded SQLite store (./genai-jobs.db).
 serve: install
-	$(BIN)/genai-jobs serve --port $(PORT)
+	$(BIN)/genai-jobs serve $(if $(PORT),--port $(PORT))
 
 lint: install-dev
 	$(BIN)/ruff check src tests
