@@ -12,7 +12,7 @@ import pytest
 
 from genai_jobs.domain import JobQuery, StoreUnavailable
 from genai_jobs.store.migrations import load_migrations
-from genai_jobs.store.postgres import PostgresStore
+from genai_jobs.store.postgres import PostgresStore, tenants
 from genai_jobs.store.postgres.store import MIGRATIONS_PACKAGE
 from tests.pg_support import create_database, drop_database, scratch_store
 from tests.store_support import new_job
@@ -115,7 +115,7 @@ def _fill(url: str) -> None:
         conn.execute("ANALYZE jobs")
 
 
-def _plan(url: str, query: str, params: tuple[Any, ...]) -> str:
+def _plan(url: str, query: str, params: Any) -> str:
     with psycopg.connect(url) as conn:
         rows = conn.execute(f"EXPLAIN {query}", params).fetchall()
     return "\n".join(row[0] for row in rows)
@@ -128,12 +128,11 @@ def test_hot_queries_use_their_indexes(database: str) -> None:
         some_id = conn.execute("SELECT id FROM jobs LIMIT 1").fetchone()[0]  # type: ignore[index]
     status = _plan(database, "SELECT * FROM jobs WHERE id = %s", (some_id,))
     assert "Index Scan using jobs_pkey" in status
-    claim = _plan(database,
-                  "SELECT id FROM jobs WHERE status = 'INITIALIZED' AND run_after <= now()"
-                  " AND expires_at > now() AND job_type = ANY(%s)"
-                  " ORDER BY priority DESC, created_at LIMIT 4 FOR UPDATE SKIP LOCKED",
-                  (["diagnostics.sleep"],))
-    assert "jobs_runnable" in claim
+    claim = _plan(database, tenants._CLAIM_FAIRLY, {
+        "types": ["diagnostics.sleep"], "owner": "w", "lease": 60.0, "excluded": []})
+    # Both the walk over tenants and each tenant's head are index probes.
+    assert "jobs_queued_by_tenant" in claim
+    assert "Seq Scan on jobs" not in claim
     listing = _plan(database, "SELECT * FROM jobs WHERE tenant = %s"
                     " ORDER BY created_at DESC, id DESC LIMIT 100 OFFSET 0", ("tenant-7",))
     assert "jobs_tenant_created" in listing

@@ -47,3 +47,17 @@ LONGPOLL_READS = Counter(
 WAITING_REQUESTS = Gauge(
     "genai_jobs_waiting_requests", "Long-poll requests waiting for a change.", registry=REGISTRY
 )
+TENANT_REFUSALS = Counter(
+    "genai_jobs_tenant_limit_refusals_total",
+    "Requests refused by this process because a tenant was at one of its limits.",
+    ["tenant", "limit"], registry=REGISTRY,
+)
+TENANT_LIMIT = Gauge(
+    "genai_jobs_tenant_limit",
+    "Limits in force per tenant (the tenant '*' holds the defaults); unset limits absent.",
+    ["tenant", "limit"], registry=REGISTRY,
+)
+TENANT_JOBS = Gauge(
+    "genai_jobs_tenant_jobs", "Queued and running jobs per tenant.", ["tenant", "state"],
+    registry=REGISTRY,
+)

@@ -22,6 +22,8 @@ def tenant_name(raw: str) -> str:
     name = raw.strip()
     if not name:
         raise ValueError("a tenant name must not be empty")
+    if name == "*":
+        raise ValueError("'*' is not a tenant: it names the default limits of every tenant")
     if len(name) > MAX_TENANT_CHARS:
         raise ValueError(f"a tenant name has at most {MAX_TENANT_CHARS} characters")
     bad = next((char for char in name if unicodedata.category(char).startswith("C")), None)

@@ -12,7 +12,7 @@ from genai_jobs.api.deps import Services
 from genai_jobs.api.fastpath import StatusFastPath
 from genai_jobs.api.fastsubmit import SubmitFastPath
 from genai_jobs.api.limits import BodySizeLimit
-from genai_jobs.api.routes import job_types, jobs, not_served, service, status, version
+from genai_jobs.api.routes import job_types, jobs, not_served, service, status, tenants, version
 from genai_jobs.api.urls import API_PREFIX
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
@@ -43,6 +43,7 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
     app.include_router(status.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(job_types.router, prefix=API_PREFIX)
+    app.include_router(tenants.router, prefix=API_PREFIX)
     app.include_router(version.router, prefix="/api/v2")
     app.include_router(status.classic, prefix="/api/v2")
     app.include_router(service.router)

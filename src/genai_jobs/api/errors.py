@@ -17,12 +17,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from genai_jobs import metrics
 from genai_jobs.domain import (
     DomainError,
     IdempotencyConflict,
     IllegalTransition,
     JobNotFound,
+    PriorityNotAllowed,
     StoreUnavailable,
+    TenantLimitReached,
 )
 
 log = logging.getLogger("genai_jobs.api")
@@ -78,6 +81,16 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 
 def domain_error_response(exc: DomainError) -> Response:
     """The answer to a store's refusal; also used by the fast paths in front of the app."""
+    if isinstance(exc, TenantLimitReached):
+        metrics.TENANT_REFUSALS.labels(exc.tenant, exc.limit).inc()
+        return JSONResponse({"detail": str(exc)}, status_code=429,
+                            headers={"Retry-After": str(exc.retry_after_seconds)})
+    if isinstance(exc, PriorityNotAllowed):
+        # A bound on a field, like the schema's own: the seed's 422 shape. Not a 429:
+        # the same request would be refused again however long the client waited.
+        metrics.TENANT_REFUSALS.labels(exc.tenant, "max_priority").inc()
+        return JSONResponse({"detail": [{"loc": ["body", "priority"], "msg": str(exc),
+                                         "type": "less_than_equal"}]}, status_code=422)
     status = next((code for kind, code in _DOMAIN_STATUS.items() if isinstance(exc, kind)), 500)
     if status == 500:
         log.error("unmapped domain error: %r", exc)

@@ -15,10 +15,12 @@ Responses = dict[int | str, dict[str, object]]
 
 _DESCRIPTIONS = {
     401: "Missing, malformed, unknown or revoked token (with `WWW-Authenticate: Bearer`).",
+    403: "Needs an admin token.",
     404: "No such resource for this token (another tenant's answers the same).",
     409: "Not possible in the resource's present state.",
     410: "The job expired (the classic status route).",
     413: "The request body is over its limit.",
+    429: "The tenant is at a limit an admin set; `Retry-After` says when to try again.",
     501: "Needs what this installation lacks (the embeddings extra).",
     503: "The store is unreachable or not migrated, or the server is busy: try again.",
 }

@@ -6,7 +6,9 @@ from genai_jobs.domain.errors import (
     IllegalTransition,
     JobNotFound,
     LeaseLost,
+    PriorityNotAllowed,
     StoreUnavailable,
+    TenantLimitReached,
     TokenNotFound,
 )
 from genai_jobs.domain.records import (
@@ -25,6 +27,7 @@ from genai_jobs.domain.states import (
     check_transition,
     error_code,
 )
+from genai_jobs.domain.tenants import TenantLimits
 
 __all__ = [
     "TERMINAL_STATES",
@@ -40,8 +43,11 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "NewJob",
+    "PriorityNotAllowed",
     "StoreUnavailable",
     "SubmitOutcome",
+    "TenantLimitReached",
+    "TenantLimits",
     "TokenNotFound",
     "TokenRecord",
     "check_transition",

@@ -6,6 +6,8 @@ DomainError
  ├── IllegalTransition    the state table forbids the change (e.g. aborting a COMPLETED job)
  ├── LeaseLost            a worker's lease lapsed or was taken back; it must stop writing
  ├── IdempotencyConflict  an Idempotency-Key reused with a different request
+ ├── TenantLimitReached   the tenant is at a limit an admin set (queued jobs, submit rate)
+ ├── PriorityNotAllowed   a priority above the tenant's cap
  └── StoreUnavailable     the store cannot be reached or is not migrated
 """
 
@@ -49,3 +51,28 @@ class IdempotencyConflict(DomainError):
 
 class StoreUnavailable(DomainError):
     """The store is unreachable or its schema is not at the expected version."""
+
+
+class TenantLimitReached(DomainError):
+    """The tenant is at a limit an admin set; trying again later may succeed."""
+
+    def __init__(self, tenant: str, limit: str, value: float, retry_after_seconds: int) -> None:
+        shown = {"max_queued": f"at most {value:g} queued jobs",
+                 "submits_per_second": f"at most {value:g} submits per second"}.get(
+            limit, f"{limit} {value:g}")
+        super().__init__(f"tenant {tenant!r} is limited to {shown}; "
+                         f"retry in {retry_after_seconds} s")
+        self.tenant = tenant
+        self.limit = limit
+        self.retry_after_seconds = retry_after_seconds
+
+
+class PriorityNotAllowed(DomainError):
+    """A submit asked for a priority above the tenant's cap; retrying cannot help."""
+
+    def __init__(self, tenant: str, priority: int, max_priority: int) -> None:
+        super().__init__(f"priority {priority} is above tenant {tenant!r}'s limit"
+                         f" of {max_priority}")
+        self.tenant = tenant
+        self.priority = priority
+        self.max_priority = max_priority

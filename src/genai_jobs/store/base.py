@@ -1,5 +1,8 @@
 """The store seam: every durable operation of the system, at the domain level.
 
+Claims are fair across tenants and honour their running limits; submits honour
+the queued, rate and priority limits (domain/tenants.py).
+
 Each method that changes a job is one atomic compare-and-set on the job's
 expected state (and, for workers, on the lease they hold). A method that
 loses a race raises (LeaseLost, IllegalTransition) or reports it in its
@@ -24,6 +27,7 @@ from genai_jobs.domain import (
     Lease,
     NewJob,
     SubmitOutcome,
+    TenantLimits,
     TokenRecord,
 )
 from genai_jobs.store.changes import ChangeFeed
@@ -161,3 +165,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def count_tokens(self) -> int: ...
+
+    # -- tenants ----------------------------------------------------------
+    @abc.abstractmethod
+    async def list_tenant_limits(self) -> list[TenantLimits]:
+        """Every tenant's own limits (the `*` row holds the defaults), by tenant name."""
+
+    @abc.abstractmethod
+    async def set_tenant_limits(self, limits: TenantLimits) -> None:
+        """Replace a tenant's limits; all-unset limits remove its row."""
+
+    @abc.abstractmethod
+    async def tenant_usage(self) -> dict[str, tuple[int, int]]:
+        """(queued, running) jobs of every tenant that has some."""

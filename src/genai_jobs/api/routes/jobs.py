@@ -44,7 +44,7 @@ router = APIRouter(tags=["Jobs (GenAI)"], responses=API_ERRORS)
     summary="Submit a job.",
     responses={200: {"model": StatusResponse,
                      "description": "The job an earlier request with this Idempotency-Key made."},
-               **errors(409, 413)},
+               **errors(409, 413, 429)},
 )
 async def submit_job(
     body: SubmitRequest,

@@ -42,14 +42,17 @@ from genai_jobs.domain import (
     NewJob,
     StoreUnavailable,
     SubmitOutcome,
+    TenantLimits,
     TokenNotFound,
     TokenRecord,
     check_transition,
     rules,
 )
+from genai_jobs.domain.tenants import priority_refusal, submit_refusal
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
 from genai_jobs.store.migrations import load_migrations
+from genai_jobs.store.postgres import tenants
 from genai_jobs.store.postgres.listener import Listener
 from genai_jobs.store.postgres.rows import (
     JOB_COLUMNS,
@@ -113,6 +116,7 @@ class PostgresStore(Store):
         )
         self._listener = Listener(conninfo, self.changes)
         self._listener_task: asyncio.Task[None] | None = None
+        self._limits = tenants.LimitsCache()
 
     @property
     def pool(self) -> AsyncConnectionPool[Conn]:
@@ -169,6 +173,12 @@ class PostgresStore(Store):
         values = (uuid.uuid4(), new.tenant, new.job_type, Json(new.payload), new.description,
                   new.max_attempts, new.priority, new.expires_at, new.idempotency_key,
                   new.request_hash)
+        limits = await self._limits.for_tenant(self._connection, new.tenant)
+        refused = priority_refusal(limits, new.priority)
+        if refused is not None:
+            raise refused
+        if limits.limits_submits:
+            return await self._submit_limited(new, limits, values)
         # Autocommitted statements: no BEGIN and COMMIT round trips around them.
         async with self._connection() as conn:
             if new.idempotency_key is None:
@@ -188,6 +198,28 @@ class PostgresStore(Store):
                         raise IdempotencyConflict(new.idempotency_key)
                     return SubmitOutcome(job_from_row(earlier), created=False)
         raise StoreUnavailable(f"idempotency key {new.idempotency_key!r} keeps changing hands")
+
+    async def _submit_limited(self, new: NewJob, limits: TenantLimits,
+                              values: tuple[Any, ...]) -> SubmitOutcome:
+        """A submit of a tenant with a queued or rate limit: counted and inserted under
+        the tenant's lock, so concurrent submits on any replica cannot overshoot."""
+        async with self._transaction() as conn:
+            await tenants.lock_tenant(conn, new.tenant)
+            if new.idempotency_key is not None:
+                # A replay returns the job it made, whatever the limits say now.
+                earlier = await _one(conn, f"SELECT {JOB_COLUMNS}, request_hash FROM jobs"
+                                     " WHERE tenant = %s AND idempotency_key = %s",
+                                     (new.tenant, new.idempotency_key))
+                if earlier is not None:
+                    if earlier["request_hash"] != new.request_hash:
+                        raise IdempotencyConflict(new.idempotency_key)
+                    return SubmitOutcome(job_from_row(earlier), created=False)
+            queued, recent, now = await tenants.submit_counts(conn, limits)
+            refused = submit_refusal(limits, queued, recent, now)
+            if refused is not None:
+                raise refused
+            row = _required(await _one(conn, _INSERT_JOB, values))
+        return SubmitOutcome(self._announce(job_from_row(row)), created=True)
 
     async def record_completed(self, new: NewJob, result: Any, result_location: str | None) -> Job:
         async with self._connection() as conn:
@@ -243,9 +275,8 @@ class PostgresStore(Store):
         if not job_types or limit < 1:
             return []
         async with self._connection() as conn:
-            rows = await (await conn.execute(_CLAIM, (
-                sorted(job_types), limit, owner, lease_seconds))).fetchall()
-        return [Lease(self._announce(job_from_row(row)), row["lease_id"], owner,
+            rows = await tenants.claim_fairly(conn, owner, job_types, lease_seconds, limit)
+        return [Lease(self._announce(job_from_row(row)), row["claimed_lease"], owner,
                       row["lease_expires_at"]) for row in rows]
 
     async def heartbeat(self, lease: Lease, lease_seconds: float) -> Job:
@@ -389,6 +420,20 @@ class PostgresStore(Store):
         async with self._connection() as conn:
             return int(_required(await _one(conn, "SELECT COUNT(*) AS n FROM tokens", ()))["n"])
 
+    # -- tenants ----------------------------------------------------------
+    async def list_tenant_limits(self) -> list[TenantLimits]:
+        async with self._connection() as conn:
+            return await tenants.read_limits(conn)
+
+    async def set_tenant_limits(self, limits: TenantLimits) -> None:
+        async with self._connection() as conn:
+            await tenants.write_limits(conn, limits)
+        self._limits.invalidate()
+
+    async def tenant_usage(self) -> dict[str, tuple[int, int]]:
+        async with self._connection() as conn:
+            return await tenants.read_usage(conn)
+
     # -- change propagation -------------------------------------------------
     def _announce(self, job: Job) -> Job:
         """Wake this process's waiters for a change it committed itself, as the
@@ -445,18 +490,6 @@ _INSERT_KEYED_JOB = (f"{_INSERT} ON CONFLICT (tenant, idempotency_key)"
                      f" WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING {JOB_COLUMNS}")
 
 # SKIP LOCKED: a row another claimer holds is passed over, never waited for.
-_CLAIM = (
-    "WITH picked AS (SELECT id FROM jobs WHERE status = 'INITIALIZED' AND run_after <= now()"
-    " AND expires_at > now() AND job_type = ANY(%s) ORDER BY priority DESC, created_at"
-    " LIMIT %s FOR UPDATE SKIP LOCKED)"
-    " UPDATE jobs SET status = 'RUNNING', attempts = jobs.attempts + 1, message = '',"
-    " lease_id = gen_random_uuid(), lease_owner = %s,"
-    " lease_expires_at = now() + make_interval(secs => %s),"
-    " started_at = COALESCE(jobs.started_at, now()), updated_at = now()"
-    " FROM picked WHERE jobs.id = picked.id AND jobs.status = 'INITIALIZED' RETURNING "
-    + qualified(JOB_COLUMNS, "jobs")
-)
-
 _EXPIRE = (
     "UPDATE jobs SET status = 'EXPIRED', lease_id = NULL, lease_owner = NULL,"
     " lease_expires_at = NULL, finished_at = now(), updated_at = now(),"

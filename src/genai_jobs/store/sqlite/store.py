@@ -27,14 +27,17 @@ from genai_jobs.domain import (
     NewJob,
     StoreUnavailable,
     SubmitOutcome,
+    TenantLimits,
     TokenNotFound,
     TokenRecord,
     check_transition,
     rules,
 )
+from genai_jobs.domain.tenants import priority_refusal, submit_refusal
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
 from genai_jobs.store.migrations import load_migrations
+from genai_jobs.store.sqlite import tenants
 from genai_jobs.store.sqlite.commits import commit_signals
 from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx
 from genai_jobs.store.sqlite.rows import (
@@ -126,6 +129,11 @@ class SQLiteStore(Store):
                     if earlier["request_hash"] != new.request_hash:
                         raise IdempotencyConflict(new.idempotency_key)
                     return SubmitOutcome(job_from_row(earlier), created=False)
+            limits = tenants.limits_of(tx.conn, new.tenant)
+            refused = priority_refusal(limits, new.priority) or submit_refusal(
+                limits, *tenants.submit_counts(tx.conn, limits, tx.now), tx.now)
+            if refused is not None:
+                raise refused
             job_id = uuid.uuid4()
             row = tx.conn.execute(
                 "INSERT INTO jobs (id, tenant, job_type, payload, description, status,"
@@ -207,21 +215,21 @@ class SQLiteStore(Store):
             return []
         types = sorted(job_types)
         marks = ", ".join("?" for _ in types)
-        claimable = ("SELECT id FROM jobs WHERE status = 'INITIALIZED' AND run_after <= ?"
-                     f" AND expires_at > ? AND job_type IN ({marks})"
-                     " ORDER BY priority DESC, created_at LIMIT ?")
         now = time.time()
         # A worker looks for work after every job and on every wake; most looks of an
         # idle worker find nothing. Looking first on the reader costs no write lock and
         # no fsync; a job committed after this look wakes the worker again.
-        if not self._db.query(claimable, [now, now, *types, 1]):
+        if not self._db.query("SELECT 1 FROM jobs WHERE status = 'INITIALIZED'"
+                              f" AND run_after <= ? AND expires_at > ? AND job_type IN ({marks})"
+                              " LIMIT 1", [now, now, *types]):
             return []
 
         def take(tx: WriteTx) -> list[Lease]:
-            candidates = [row[0] for row in tx.conn.execute(
-                claimable, [tx.now, tx.now, *types, limit])]
             leases = []
-            for job_id in candidates:
+            for _ in range(limit):
+                job_id = tenants.fairest_head(tx.conn, types, tx.now)
+                if job_id is None:
+                    break
                 lease_id = uuid.uuid4()
                 expires = tx.now + lease_seconds
                 row = tx.conn.execute(
@@ -433,6 +441,19 @@ class SQLiteStore(Store):
         return int(self._db.query("SELECT COUNT(*) FROM tokens")[0][0])
 
     # -- change propagation -------------------------------------------------
+    # -- tenants ----------------------------------------------------------
+    async def list_tenant_limits(self) -> list[TenantLimits]:
+        return tenants.read_limits(self._db.reader)
+
+    async def set_tenant_limits(self, limits: TenantLimits) -> None:
+        def write(tx: WriteTx) -> None:
+            tenants.write_limits(tx.conn, limits, tx.now)
+
+        await self._db.write(write, bump=False)
+
+    async def tenant_usage(self) -> dict[str, tuple[int, int]]:
+        return tenants.read_usage(self._db.reader)
+
     async def _write(self, work: Callable[[WriteTx], T]) -> T:
         result, tx = await self._db.write(work)
         self._publish(tx.changed, tx.work_available, tx.progressed - tx.changed)
