@@ -33,6 +33,7 @@ def test_a_bad_app_is_one_line(tmp_path: Path) -> None:
 
 def test_apps_and_token_options_read_their_environment_variables(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'jobs.db'}"
+    run_cli("migrate", env={"GENAI_JOBS_DATABASE_URL": database})
     created = run_cli("token", "create", env={"GENAI_JOBS_DATABASE_URL": database,
                                               "GENAI_JOBS_TENANT": "from-env",
                                               "GENAI_JOBS_ADMIN": "1"})
@@ -50,6 +51,7 @@ def test_apps_and_token_options_read_their_environment_variables(tmp_path: Path)
 
 def test_token_list_shows_whole_ids_when_piped(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'jobs.db'}"
+    run_cli("migrate", "--database-url", database)
     created = run_cli("token", "create", "--tenant", "team-with-a-long-name",
                       "--database-url", database)
     token_id = created.stdout.split("token ", 1)[1].split()[0]

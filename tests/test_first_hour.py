@@ -7,10 +7,22 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 
-from tests.support import REPO, STARTUP_SECONDS, free_port, poll_until, process_env
+from tests.pg_support import scratch_store
+from tests.support import (
+    CLI,
+    REPO,
+    STARTUP_SECONDS,
+    ServiceProcess,
+    free_port,
+    poll_until,
+    process_env,
+    running_server,
+)
 
 MAKE = shutil.which("make")
 
@@ -60,3 +72,128 @@ def test_make_serve_honours_the_port_it_is_given(tmp_path: Path, how: str) -> No
     }[how]
     output = _make_serve(tmp_path, env, *args)
     assert f"genai-jobs serving on http://127.0.0.1:{port} " in output
+
+
+# -- 2. tokens are made in the server's store, and a refusal says which that is -----
+
+
+def _run_in(cwd: Path, *args: str, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """`genai-jobs ARGS` from another directory than the checkout, as a user may."""
+    return subprocess.run([CLI, *args], cwd=cwd, env=process_env(env), capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [("create", "--tenant", "team-a"), ("list",),
+                                     ("revoke", "00000000-0000-0000-0000-000000000000")])
+def test_token_commands_refuse_a_store_that_does_not_exist(tmp_path: Path,
+                                                            command: tuple[str, ...]) -> None:
+    error = _one_line_error(_run_in(tmp_path, "token", *command))
+    assert f"no store at {tmp_path / 'genai-jobs.db'} (sqlite:///./genai-jobs.db, " \
+           "relative to the current directory)" in error
+    assert "--database-url or GENAI_JOBS_DATABASE_URL" in error
+    assert "genai-jobs migrate" in error
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+    elsewhere = tmp_path / "nowhere" / "jobs.db"
+    error = _one_line_error(_run_in(tmp_path, "token", *command, "--database-url",
+                                    f"sqlite:///{elsewhere}"))
+    assert f"no store at {elsewhere} (sqlite:///{elsewhere})" in error
+    assert not elsewhere.parent.exists()
+
+
+def test_token_commands_work_once_migrate_made_the_store(tmp_path: Path) -> None:
+    assert _run_in(tmp_path, "migrate").stdout.startswith("applied migrations [1")
+    created = _run_in(tmp_path, "token", "create", "--tenant", "team-a")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().splitlines()[-1].startswith("gj_")
+
+
+def test_a_worker_says_when_it_starts_a_new_store(tmp_path: Path) -> None:
+    worker = ServiceProcess(["worker", "--database-url", f"sqlite:///{tmp_path / 'new.db'}"],
+                            process_env(), tmp_path / "worker.log").start()
+    try:
+        worker.wait_for_output(r"genai-jobs worker")
+        assert f"note: no store was at {tmp_path / 'new.db'}: started a new, empty one" \
+            in worker.output()
+    finally:
+        worker.terminate()
+        worker.close()
+    again = ServiceProcess(["worker", "--database-url", f"sqlite:///{tmp_path / 'new.db'}"],
+                           process_env(), tmp_path / "again.log").start()
+    try:
+        again.wait_for_output(r"genai-jobs worker")
+        assert "no store" not in again.output()
+    finally:
+        again.terminate()
+        again.close()
+
+
+def test_a_refused_token_names_the_servers_store_and_a_token_made_there_works(
+        tmp_path: Path) -> None:
+    # The first hour, as issue 10 tells it: the server runs in one directory on the
+    # default relative store; the user makes a token in another.
+    server_dir, user_dir = tmp_path / "checkout", tmp_path / "elsewhere"
+    server_dir.mkdir()
+    user_dir.mkdir()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        serve = subprocess.Popen([CLI, "serve", "--port", str(port)], cwd=server_dir,
+                                 env=process_env(), stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+        try:
+            poll_until(lambda: "serving on" in log.read_text(errors="replace"),
+                       STARTUP_SECONDS, what="serve to start")
+            assert "note: no store was at" in log.read_text()
+
+            _one_line_error(_run_in(user_dir, "token", "create", "--tenant", "me"))
+            refused = _one_line_error(_run_in(user_dir, "list", "--url", url,
+                                              "--token", "gj_not-from-this-store"))
+            where = f"sqlite:///{server_dir / 'genai-jobs.db'}"
+            assert refused == (f"error: the server at {url} rejected the token (401): "
+                               f"invalid or revoked token; this server's tokens are in "
+                               f"--database-url {where}")
+
+            # What the message says to do works from anywhere.
+            created = _run_in(user_dir, "token", "create", "--tenant", "me",
+                              "--database-url", where)
+            assert created.returncode == 0, created.stderr
+            token = created.stdout.strip().splitlines()[-1]
+            listed = _run_in(user_dir, "list", "--url", url, "--token", token)
+            assert listed.returncode == 0, listed.stderr
+            assert list(user_dir.iterdir()) == []
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=60)
+
+
+def test_the_401_of_a_postgresql_server_names_host_and_database_only(tmp_path: Path) -> None:
+    with scratch_store("postgres") as database_url:
+        assert database_url is not None
+        parts = urlsplit(database_url)
+        user = parts.username or "postgres"
+        password = parts.password or "not-checked-by-trust-auth"
+        secret_url = urlunsplit(parts._replace(
+            netloc=f"{user}:{password}@{parts.hostname}:{parts.port or 5432}",
+            query="application_name=first-hour"))
+        with running_server(tmp_path, "--workers", "0", database_url=secret_url) as server, \
+                httpx.Client(base_url=server.url, timeout=30) as client:
+            response = client.get("/api/v2/genai/jobs/",
+                                  headers={"Authorization": "Bearer gj_unknown"})
+        assert response.status_code == 401
+        assert response.json() == {"detail": (
+            "invalid or revoked token; this server's tokens are in --database-url "
+            f"postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}")}
+        for secret in (password, f"{user}:", f"{user}@", "application_name"):
+            assert secret not in response.text

@@ -7,7 +7,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -17,7 +19,7 @@ from starlette.datastructures import Headers
 from genai_jobs.domain import DomainError, TokenRecord
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
-from genai_jobs.store import Store
+from genai_jobs.store import SQLITE_PREFIX, Store, sqlite_path
 from genai_jobs.tokens import hash_secret
 
 log = logging.getLogger("genai_jobs.api")
@@ -35,6 +37,11 @@ class Services:
     settings: Settings
     _touched: dict[UUID, float] = field(default_factory=dict)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @cached_property
+    def store_location(self) -> str:
+        """Where this server's tokens are, told to a caller whose token it refused."""
+        return public_location(self.settings.database_url)
 
     def note_token_use(self, token: TokenRecord) -> None:
         now = time.time()
@@ -78,6 +85,24 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def public_location(database_url: str) -> str:
+    """A store's URL as `--database-url` takes it, with nothing secret in it: a SQLite
+    file by its absolute path (a relative one means nothing away from this process's
+    directory); a PostgreSQL database by host, port and name, without its user,
+    password or options (a password may hide in the query too)."""
+    if database_url.startswith(SQLITE_PREFIX):
+        return f"{SQLITE_PREFIX}{sqlite_path(database_url).resolve()}"
+    parts = urlsplit(database_url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def _unauthorized(reason: str) -> HTTPException:
     return HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
 
@@ -111,7 +136,10 @@ async def authenticate(request: Request, services: Services) -> Caller:
     """The caller behind the request's token; 401 without a live one."""
     token = await services.store.find_token(hash_secret(bearer_secret(request.headers)))
     if token is None:
-        raise _unauthorized("invalid or revoked token")
+        # Said with the store, since the usual cause is a token made in another one (a
+        # `token create` run where a relative SQLite path names another file).
+        raise _unauthorized("invalid or revoked token; this server's tokens are in "
+                            f"--database-url {services.store_location}")
     services.note_token_use(token)
     return Caller(token)
 

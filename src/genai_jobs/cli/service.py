@@ -33,6 +33,30 @@ def _announce(line: str) -> None:
     click.echo(line, nl=True)
 
 
+def _announcer(settings: Settings) -> runtime.Announce:
+    """`_announce`, which first says so when the process made a new SQLite store (its
+    first line comes once the store is open): started in the wrong directory, it would
+    otherwise serve or work on an empty store in silence."""
+    try:
+        missing = options.missing_sqlite_file(settings.database_url)
+    except UnsupportedDatabaseURL:
+        missing = None  # `_run` reports it
+    if missing is None:
+        return _announce
+    new_store = missing.absolute()
+
+    def announce(line: str) -> None:
+        nonlocal missing
+        if missing is not None:
+            missing = None
+            click.echo(f"note: no store was at {new_store}: started a new, empty one "
+                       "(--database-url or GENAI_JOBS_DATABASE_URL names an existing store)",
+                       err=True)
+        _announce(line)
+
+    return announce
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -48,7 +72,7 @@ def _run(process: Callable[[Settings, Registry, runtime.Announce], Coroutine[Any
          settings: Settings) -> None:
     try:
         registry = load_registry(settings.app)
-        asyncio.run(process(settings, registry, _announce))
+        asyncio.run(process(settings, registry, _announcer(settings)))
     except (UnsupportedDatabaseURL, runtime.PortInUse) as exc:
         raise CLIError(str(exc)) from exc
     except ValueError as exc:  # a bad --app

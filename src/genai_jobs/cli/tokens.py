@@ -24,8 +24,16 @@ T = TypeVar("T")
 
 
 def _with_store(database_url: str, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Run `action` on the store, which must exist: a token made in a new, empty SQLite
+    file (a relative path run from another directory) is one no server would accept."""
     quiet_driver_logs()
     settings = build_settings(database_url=database_url)
+    try:
+        missing = options.missing_sqlite_file(settings.database_url)
+    except UnsupportedDatabaseURL as exc:
+        raise CLIError(str(exc)) from exc
+    if missing is not None:
+        raise CLIError(options.no_store_here(settings.database_url, missing))
 
     async def run() -> T:
         async with opened_store(settings) as store:
