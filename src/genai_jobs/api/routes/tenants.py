@@ -44,9 +44,10 @@ class LimitsBody(BaseModel):
 
     @classmethod
     def of(cls, limits: TenantLimits) -> LimitsBody:
-        return cls(max_running=limits.max_running, max_queued=limits.max_queued,
-                   submits_per_second=limits.submits_per_second,
-                   max_priority=limits.max_priority)
+        return cls.model_validate({"maxRunning": limits.max_running,
+                                   "maxQueued": limits.max_queued,
+                                   "submitsPerSecond": limits.submits_per_second,
+                                   "maxPriority": limits.max_priority})
 
 
 class TenantResponse(BaseModel):
