@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.pg_support import scratch_store
-from tests.support import Server, poll_until, running_server, submit
+from tests.support import Server, poll_until, run_cli, running_server, submit
 
 API = "/api/v2/genai"
 FLOOD = 120
@@ -159,3 +159,25 @@ def test_openapi_declares_the_new_answers(api: Server) -> None:
     document = httpx.get(f"{api.url}/openapi.json", timeout=10).json()
     assert "429" in document["paths"][f"{API}/jobs/"]["post"]["responses"]
     assert "403" in document["paths"][f"{API}/tenants/{{tenant}}/limits/"]["put"]["responses"]
+
+
+def test_the_cli_sets_limits_a_running_server_applies(
+        api: Server, limited: tuple[httpx.Client, httpx.Client, str]) -> None:
+    admin, tenant, name = limited
+    db = ["--database-url", api.database_url]
+    done = run_cli("tenant", "limits", name, "--max-priority", "2", "--max-queued", "50", *db)
+    assert done.returncode == 0, done.stderr
+    assert "max queued 50" in done.stdout
+    assert "max priority 2" in done.stdout
+    job = {"jobType": "diagnostics.sleep", "payload": {"seconds": 0}, "priority": 3}
+    # Applied within the servers' one-second cache of limits.
+    poll_until(lambda: tenant.post(f"{API}/jobs/", json=job).status_code == 422, 5,
+               interval=0.2, what="the server refusing priority 3")
+    lifted = run_cli("tenant", "limits", name, "--max-priority", "none", *db)
+    assert "max queued 50, submits/s -, max priority -" in lifted.stdout
+    listing = run_cli("tenant", "list", *db)
+    assert re.search(rf"{name}\s.*\s50\s", listing.stdout), listing.stdout
+    refused = run_cli("tenant", "limits", name, "--max-running", "-1", *db, check=False)
+    assert refused.returncode != 0
+    assert "--max-running" in refused.stderr
+    assert admin.get(f"{API}/tenants/{name}/limits/").json()["limits"]["maxQueued"] == 50

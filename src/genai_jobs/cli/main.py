@@ -7,7 +7,7 @@ import sys
 import click
 
 from genai_jobs import __version__
-from genai_jobs.cli import remote, service, tokens
+from genai_jobs.cli import remote, service, tenants, tokens
 from genai_jobs.cli.errors import CLIError
 from genai_jobs.domain import DomainError
 from genai_jobs.vectors import cli as vectors_cli
@@ -25,6 +25,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 service.register(cli)
 tokens.register(cli)
+tenants.register(cli)
 remote.register(cli)
 vectors_cli.register(cli)
 

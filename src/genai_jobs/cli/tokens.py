@@ -23,7 +23,7 @@ from genai_jobs.tokens import hash_secret, new_secret, tenant_name
 T = TypeVar("T")
 
 
-def _with_store(database_url: str, action: Callable[[Store], Awaitable[T]]) -> T:
+def with_existing_store(database_url: str, action: Callable[[Store], Awaitable[T]]) -> T:
     """Run `action` on the store, which must exist: a token made in a new, empty SQLite
     file (a relative path run from another directory) is one no server would accept."""
     quiet_driver_logs()
@@ -63,7 +63,7 @@ def create(tenant: str, admin: bool, database_url: str) -> None:
     except ValueError as exc:
         raise CLIError(f"--tenant: {exc}") from exc
     secret = new_secret()
-    record = _with_store(
+    record = with_existing_store(
         database_url, lambda store: store.create_token(name, admin, hash_secret(secret)))
     kind = "admin token" if admin else "token"
     click.echo(f"Created {kind} {record.id} for tenant {record.tenant!r}; it is shown only once:")
@@ -74,7 +74,7 @@ def create(tenant: str, admin: bool, database_url: str) -> None:
 @options.database_url
 def list_tokens(database_url: str) -> None:
     """List tokens (never the secrets)."""
-    records = _with_store(database_url, lambda store: store.list_tokens())
+    records = with_existing_store(database_url, lambda store: store.list_tokens())
     table = Table("id", "tenant", "admin", "created", "last used", "revoked")
     for record in records:
         table.add_row(*_row(record))
@@ -100,7 +100,7 @@ def revoke(token_id: str, database_url: str) -> None:
     except ValueError as exc:
         raise CLIError(f"{token_id!r} is not a token id (see `genai-jobs token list`)") from exc
     try:
-        record = _with_store(database_url, lambda store: store.revoke_token(parsed))
+        record = with_existing_store(database_url, lambda store: store.revoke_token(parsed))
     except TokenNotFound as exc:
         raise CLIError(str(exc)) from exc
     click.echo(f"revoked token {record.id} (tenant {record.tenant!r})")
