@@ -4,6 +4,7 @@ tenancy, and a server without the embeddings extra."""
 from __future__ import annotations
 
 import io
+import random
 import stat
 import zipfile
 from collections.abc import Iterator
@@ -15,7 +16,13 @@ import httpx
 import pytest
 
 from genai_jobs.vectors.datasets import Ingested, Limits, ingest_file, read_upload
-from genai_jobs.vectors.records import DatasetRejected, DocumentKind, MetadataType
+from genai_jobs.vectors.records import (
+    BadFile,
+    DatasetRejected,
+    DocumentKind,
+    FilesRejected,
+    MetadataType,
+)
 from tests.support import REPO, Server, start_server, submit, wait_for_status
 from tests.vectors_support import API, BUILD, DATASETS, make_pdf, upload, zip_of
 
@@ -24,14 +31,23 @@ LIMITS = Limits(max_file_bytes=100_000, max_files=20, max_total_bytes=300_000,
 # What DataRobot's SDK reads of a dataset, and our one extension.
 DATASET_KEYS = {"datasetId", "versionId", "name", "categories", "creationDate", "createdBy",
                 "dataPersisted", "isDataEngineEligible", "isLatestVersion", "isSnapshot",
-                "processingState", "datasetSize", "rowCount", "metadataColumns"}
+                "processingState", "datasetSize", "rowCount", "metadataColumns",
+                "skippedFiles"}
 PDF = make_pdf(["A page about lighthouses."])
 
 
-def rejected(files: list[tuple[str, bytes]], limits: Limits = LIMITS) -> DatasetRejected:
-    with pytest.raises(DatasetRejected) as caught:
-        read_upload(files, limits)
-    return caught.value
+def refusals(files: list[tuple[str, bytes]], limits: Limits = LIMITS,
+             skip: bool = False) -> list[BadFile]:
+    """What refused the upload: the one refusal of the whole, or every bad file."""
+    with pytest.raises((DatasetRejected, FilesRejected)) as caught:
+        read_upload(files, limits, skip_bad_files=skip)
+    error = caught.value
+    return [error.bad_file] if isinstance(error, DatasetRejected) else list(error.files)
+
+
+def rejected(files: list[tuple[str, bytes]], limits: Limits = LIMITS) -> BadFile:
+    [refusal] = refusals(files, limits)
+    return refusal
 
 
 # -- in-process: types, names, archives ---------------------------------------------
@@ -39,7 +55,7 @@ def rejected(files: list[tuple[str, bytes]], limits: Limits = LIMITS) -> Dataset
 
 def test_each_supported_type_is_detected_and_kept_byte_for_byte() -> None:
     files = [("a.txt", b"plain"), ("b.MD", b"# title"), ("c.htm", b"<p>x</p>"), ("d.pdf", PDF)]
-    documents = read_upload(files, LIMITS)
+    documents = read_upload(files, LIMITS).documents
     assert [(d.name, d.kind, d.content) for d in documents] == [
         ("a.txt", DocumentKind.TEXT, b"plain"), ("b.MD", DocumentKind.MARKDOWN, b"# title"),
         ("c.htm", DocumentKind.HTML, b"<p>x</p>"), ("d.pdf", DocumentKind.PDF, PDF)]
@@ -48,7 +64,7 @@ def test_each_supported_type_is_detected_and_kept_byte_for_byte() -> None:
 def test_an_archive_is_expanded_into_documents_named_after_it() -> None:
     archive = zip_of({"guide/intro.md": b"# Intro", "notes.txt": b"notes",
                       "__MACOSX/._notes.txt": b"\x00\x01", "guide/.DS_Store": b"\x00"})
-    documents = read_upload([("docs.zip", archive)], LIMITS)
+    documents = read_upload([("docs.zip", archive)], LIMITS).documents
     assert [d.name for d in documents] == ["docs.zip/guide/intro.md", "docs.zip/notes.txt"]
 
 
@@ -69,7 +85,6 @@ def test_an_archive_is_expanded_into_documents_named_after_it() -> None:
 def test_a_bad_file_is_refused_naming_it(name: str, content: bytes, kind: str) -> None:
     error = rejected([("fine.txt", b"fine"), (name, content)])
     assert (error.kind, error.name) == (kind, name)
-    assert name in str(error)
 
 
 def test_a_file_over_the_size_limit_is_refused() -> None:
@@ -101,8 +116,7 @@ def test_an_archive_member_that_lies_about_its_size_is_cut_off() -> None:
         lying[start + size_at:start + size_at + 4] = (10).to_bytes(4, "little")
     error = rejected([("liar.zip", bytes(lying))])
     # zipfile stops at the declared size, and the checksum of what it read then fails.
-    assert error.kind == "corrupt_archive"
-    assert "liar.zip/data.txt" in str(error)
+    assert (error.kind, error.name) == ("corrupt_archive", "liar.zip/data.txt")
 
 
 @pytest.mark.parametrize(("entry", "kind"), [
@@ -117,8 +131,78 @@ def test_a_bad_archive_member_is_refused_naming_archive_and_member(entry: str, k
         b"" if entry == "empty.md" else b"text")
     archive = zip_of({"good.txt": b"good", entry: content})
     error = rejected([("bundle.zip", archive)])
-    assert error.kind == kind
-    assert f"bundle.zip/{entry}" in str(error)
+    assert (error.kind, error.name) == (kind, f"bundle.zip/{entry}")
+
+
+# -- bad files: every one reported at once, or skipped when asked -------------------
+
+MIXED = {"guide/intro.md": b"# Intro", "empty.txt": b"", "notes.txt": b"notes",
+         "latin1.txt": "café".encode("latin-1"), "scan.pdf": b"not a pdf at all",
+         "inner.zip": zip_of({"x.txt": b"x"}), "photo.png": b"\x89PNG",
+         # Incompressible, so that the archive is no zip bomb: refused by its declared size.
+         "big.md": random.Random(0).randbytes(100_001)}
+MIXED_BAD = [("empty.txt", "empty_file"), ("latin1.txt", "not_text"), ("scan.pdf", "corrupt_pdf"),
+             ("inner.zip", "nested_archive"), ("photo.png", "unsupported_type"),
+             ("big.md", "file_too_large")]
+
+
+def test_every_bad_file_of_an_upload_is_reported_at_once() -> None:
+    with pytest.raises(FilesRejected) as caught:
+        ingest_file("docs.zip", zip_of(MIXED), LIMITS)
+    # Named as their documents would be: by their path in the uploaded zip.
+    assert [(file.name, file.kind) for file in caught.value.files] == MIXED_BAD
+
+
+def test_bad_files_are_skipped_when_asked_and_listed_with_their_reasons() -> None:
+    found = ingest_file("docs.zip", zip_of(MIXED), LIMITS, skip_bad_files=True)
+    assert [document.name for document in found.documents] == ["guide/intro.md", "notes.txt"]
+    assert [(file.name, file.kind) for file in found.skipped_files] == MIXED_BAD
+    assert found.skipped_files[0].reason == "the file is empty"
+    assert found.skipped_files[1].reason == "not UTF-8 text (byte 3)"
+
+
+def test_an_upload_whose_every_file_is_bad_is_refused_even_when_skipping() -> None:
+    files = [("a.txt", b""), ("b.md", b"  \n"), ("c.zip", zip_of({"d.txt": b""}))]
+    assert [(file.name, file.kind) for file in refusals(files, skip=True)] == [
+        ("a.txt", "empty_file"), ("b.md", "empty_file"), ("c.zip/d.txt", "empty_file")]
+    with pytest.raises(FilesRejected):
+        ingest_file("empty.txt", b"", LIMITS, skip_bad_files=True)
+
+
+def test_the_first_file_of_a_name_is_kept_and_later_ones_are_bad() -> None:
+    found = read_upload([("a.txt", b"one"), ("b.txt", b"b"), ("a.txt", b"two")], LIMITS,
+                        skip_bad_files=True)
+    assert [(document.name, document.content) for document in found.documents] == [
+        ("a.txt", b"one"), ("b.txt", b"b")]
+    assert [(file.name, file.kind) for file in found.skipped_files] == [
+        ("a.txt", "duplicate_name")]
+
+
+def _symlink_zip() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("good.txt", "good")
+        link = zipfile.ZipInfo("link.txt")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "/etc/passwd")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("files", "kind"), [
+    ([("bundle.zip", zip_of({"good.txt": b"good", "empty.txt": b"",
+                             "../../outside.txt": b"x"}))], "unsafe_name"),
+    ([("links.zip", _symlink_zip())], "unsafe_name"),
+    ([("good.txt", b"good"), ("bomb.zip", zip_of({"zeros.txt": b"0" * 5_000_000}))],
+     "zip_bomb"),
+    ([("good.txt", b"good"), ("broken.zip", b"PK\x03\x04 not really")], "corrupt_archive"),
+    ([(f"f{n}.txt", b"text") for n in range(21)], "too_many_files"),
+    ([(f"f{n}.txt", b"x" * 90_000) for n in range(4)], "dataset_too_large"),
+])
+def test_attacks_and_limits_refuse_the_whole_upload_even_when_skipping(
+        files: list[tuple[str, bytes]], kind: str) -> None:
+    # Not a bad file among good ones: nothing of the upload is kept, and only it is named.
+    [refusal] = refusals(files, skip=True)
+    assert refusal.kind == kind
 
 
 def test_one_uploaded_zip_names_its_documents_by_their_path_in_it() -> None:
@@ -254,18 +338,20 @@ def test_a_deleted_dataset_is_gone(tenants: tuple[httpx.Client, httpx.Client]) -
     assert a.get(f"{DATASETS}/{dataset_id}/").status_code == 404
 
 
-@pytest.mark.parametrize(("name", "content", "kind"), [
-    ("report.pdf", PDF[:200], "corrupt_pdf"),
-    ("bomb.zip", zip_of({"zeros.txt": b"0" * 2_000_000}), "zip_bomb"),
-    ("photo.jpg", b"\xff\xd8\xff", "unsupported_type"),
-    ("empty.txt", b"", "empty_file"),
-    ("evil.zip", zip_of({"../../etc/cron.d/evil.txt": b"text"}), "unsafe_name"),
-    ("rows.csv", b"text\nno document column\n", "missing_column"),
-    ("nothing.zip", zip_of({}), "empty_file"),
+@pytest.mark.parametrize(("name", "content", "kind", "named"), [
+    ("report.pdf", PDF[:200], "corrupt_pdf", "report.pdf"),
+    ("bomb.zip", zip_of({"zeros.txt": b"0" * 2_000_000}), "zip_bomb", "bomb.zip"),
+    ("photo.jpg", b"\xff\xd8\xff", "unsupported_type", "photo.jpg"),
+    ("empty.txt", b"", "empty_file", "empty.txt"),
+    # A member of the uploaded zip is named by its path in it, as its document would be.
+    ("evil.zip", zip_of({"../../etc/cron.d/evil.txt": b"text"}), "unsafe_name",
+     "../../etc/cron.d/evil.txt"),
+    ("rows.csv", b"text\nno document column\n", "missing_column", "rows.csv"),
+    ("nothing.zip", zip_of({}), "empty_file", "nothing.zip"),
 ])
 def test_each_bad_file_is_a_422_naming_it_and_nothing_is_stored(
         tenants: tuple[httpx.Client, httpx.Client], name: str, content: bytes,
-        kind: str) -> None:
+        kind: str, named: str) -> None:
     _, b = tenants
     before = b.get(f"{DATASETS}/").json()["totalCount"]
     jobs_before = b.get(f"{API}/jobs/").json()["totalCount"]
@@ -274,7 +360,7 @@ def test_each_bad_file_is_a_422_naming_it_and_nothing_is_stored(
     [item] = response.json()["detail"]
     assert set(item) == {"loc", "msg", "type"}
     assert (item["loc"], item["type"]) == (["body", "file"], kind)
-    assert item["msg"].startswith(name)
+    assert item["msg"].startswith(f"{named}: ")
     assert b.get(f"{DATASETS}/").json()["totalCount"] == before
     assert b.get(f"{API}/jobs/").json()["totalCount"] == jobs_before
 

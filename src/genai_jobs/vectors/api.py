@@ -8,6 +8,7 @@ are DataRobot's GenAI routes (`/api/v2/genai/vectorDatabases/...`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -17,8 +18,10 @@ from genai_jobs.api.urls import API_PREFIX
 from genai_jobs.vectors import dataset_routes, vdb_routes
 from genai_jobs.vectors.deps import EmbeddingsUnavailable, VectorServices
 from genai_jobs.vectors.records import (
+    BadFile,
     DatasetNotFound,
     DatasetRejected,
+    FilesRejected,
     NotBuilt,
     VectorDatabaseNotFound,
     VectorsError,
@@ -37,13 +40,21 @@ _STATUS_CODES: dict[type[VectorsError], int] = {
 
 async def _vectors_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, DatasetRejected):
-        return JSONResponse({"detail": [{"loc": ["body", "file"], "msg": str(exc),
-                                         "type": exc.kind}]}, status_code=422)
+        return _rejected_files([exc.bad_file])
+    if isinstance(exc, FilesRejected):
+        return _rejected_files(exc.files)
     status = next((code for kind, code in _STATUS_CODES.items() if isinstance(exc, kind)), 500)
     if status == 500:
         log.error("unmapped error on %s %s: %r", request.method, request.url.path, exc)
         return JSONResponse({"detail": "internal error"}, status_code=500)
     return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+def _rejected_files(files: Sequence[BadFile]) -> Response:
+    """A 422 with an item per bad file, in the usual shape."""
+    return JSONResponse({"detail": [{"loc": ["body", "file"], "msg": f"{file.name}: "
+                                     f"{file.reason}", "type": file.kind} for file in files]},
+                        status_code=422)
 
 
 def body_limits() -> dict[tuple[str, str], int]:

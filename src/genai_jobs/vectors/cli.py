@@ -10,19 +10,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 from pydantic import BaseModel
 
 from genai_jobs.cli import remote
 from genai_jobs.cli.errors import CLIError
-from genai_jobs.client import Client
+from genai_jobs.client import Client, ValidationFailed
 from genai_jobs.vectors.client import (
     DatasetInfo,
     SearchHit,
     VectorClient,
     VectorDatabaseInfo,
+    bad_files,
     upload_files,
 )
 
@@ -65,28 +67,59 @@ def dataset() -> None:
 @dataset.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--name", help="The dataset's name (default: the first file's or folder's).")
+@click.option("--skip-bad-files", is_flag=True, help="Upload the good files and list the bad "
+              "ones (empty, corrupt, ...) as skipped, instead of refusing them all.")
 @_json_option
 @remote._server_options
-def upload(paths: tuple[str, ...], name: str | None, as_json: bool, url: str,
-           token: str | None) -> None:
+def upload(paths: tuple[str, ...], name: str | None, skip_bad_files: bool, as_json: bool,
+           url: str, token: str | None) -> None:
     """Upload files and folders (.txt .md .html .pdf .zip) as one dataset; print its id.
 
     A folder contributes its supported files, named by their path from the folder's
     parent. A .csv (a `document` column, maybe `document_file_path` and metadata
-    columns) is a dataset of its own, a document per row.
+    columns) is a dataset of its own, a document per row. Bad files are listed, every
+    one, and refuse the upload, unless --skip-bad-files.
     """
-    if not upload_files(paths):
+    files = upload_files(paths)
+    if not files:
         raise CLIError("no .txt, .md, .html, .pdf, .zip or .csv files in " + " ".join(paths))
     with _connected(url, token) as client:
         try:
-            info = client.upload_dataset(paths, name=name)
+            info = client.upload_dataset(paths, name=name, skip_bad_files=skip_bad_files)
         except ValueError as exc:
             raise CLIError(str(exc)) from exc
+        except ValidationFailed as exc:
+            _explain_bad_files(exc, files, skip_bad_files)
     if as_json:
         click.echo(_as_json(info))
-        return
-    click.echo(str(info.id))
-    click.echo(f"{info.row_count} document(s), {info.dataset_size:,} bytes", err=True)
+    else:
+        click.echo(str(info.id))
+        click.echo(f"{info.row_count} document(s), {info.dataset_size:,} bytes", err=True)
+    for skipped in info.skipped_files:
+        click.echo(f"skipped {skipped.name}: {skipped.reason}", err=True)
+
+
+def _explain_bad_files(exc: ValidationFailed, files: list[tuple[str, Path]],
+                       skipping: bool) -> NoReturn:
+    """Every bad file on its line, then what to do; other refusals as they are."""
+    bad, others = bad_files(exc)
+    if not bad or others:
+        raise exc
+    for error in bad:
+        click.echo(f"bad file {error.msg}", err=True)
+    if skipping:
+        raise CLIError(f"every file is bad ({len(bad)}): nothing to upload")
+    # A zip sent as it is holds files not counted here: how many are good is not known.
+    [(first, _), *_] = files
+    sent_as_is = len(files) == 1 and not Path(first).parent.name
+    good = None if sent_as_is and first.lower().endswith(".zip") else len(files) - len(bad)
+    summary = f"{len(bad)} bad file(s); nothing was uploaded"
+    if good is None:
+        raise CLIError(f"{summary}: add --skip-bad-files to upload the others without them")
+    if good > 0:
+        raise CLIError(f"{summary}: add --skip-bad-files to upload the other {good} "
+                       "without them")
+    raise CLIError(f"{summary}: every file is bad")
 
 
 @dataset.command("list")

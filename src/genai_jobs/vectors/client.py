@@ -28,7 +28,7 @@ from uuid import UUID
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from genai_jobs.client import Client, JobInfo, TransportError
+from genai_jobs.client import Client, FieldError, JobInfo, TransportError, ValidationFailed
 from genai_jobs.client._base import DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL, BaseClient, Call
 
 T = TypeVar("T")
@@ -39,6 +39,12 @@ DATASETS = "/api/v2/datasets"
 # (a document per row) is uploaded on its own.
 UPLOAD_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf", ".zip")
 CSV_SUFFIX = ".csv"
+# The refusals of one bad file among good ones, which `skip_bad_files` skips (as
+# genai_jobs.vectors.datasets.SKIPPABLE); others refuse the whole upload.
+SKIPPABLE_TYPES = frozenset({
+    "unsupported_type", "empty_file", "not_text", "corrupt_pdf", "encrypted_pdf",
+    "encrypted_archive", "nested_archive", "file_too_large", "duplicate_name",
+})
 # Embedding a large dataset takes a while: uploads and searches may be slow to answer.
 SLOW_CALL_SECONDS = 300.0
 EXPORT_BLOCK_BYTES = 1024 * 1024
@@ -53,6 +59,12 @@ class MetadataColumnInfo(_Model):
     type: str
 
 
+class SkippedFileInfo(_Model):
+    name: str
+    type: str
+    reason: str
+
+
 class DatasetInfo(_Model):
     """A dataset, in DataRobot's shape."""
 
@@ -65,6 +77,7 @@ class DatasetInfo(_Model):
     creation_date: datetime = Field(alias="creationDate")
     metadata_columns: list[MetadataColumnInfo] = Field(default_factory=list,
                                                        alias="metadataColumns")
+    skipped_files: list[SkippedFileInfo] = Field(default_factory=list, alias="skippedFiles")
 
 
 class _Uploaded(_Model):
@@ -162,9 +175,14 @@ class VectorClient:
         self._http.close()
 
     # -- datasets -----------------------------------------------------------
-    def upload_dataset(self, paths: Iterable[str | Path], name: str | None = None) -> DatasetInfo:
+    def upload_dataset(self, paths: Iterable[str | Path], name: str | None = None, *,
+                       skip_bad_files: bool = False) -> DatasetInfo:
         """Upload files and folders as one dataset (DataRobot's `fromFile`): one file as it
-        is (a CSV is read as a document per row), several zipped into one."""
+        is (a CSV is read as a document per row), several zipped into one.
+
+        Bad files (empty, corrupt, ...) refuse the upload with ValidationFailed, an error
+        per file (`bad_files` sorts them out); with `skip_bad_files` the dataset keeps the
+        others and lists the bad ones in `skipped_files`."""
         files = upload_files(paths)
         if not files:
             raise ValueError("no files to upload (supported: " + ", ".join(UPLOAD_SUFFIXES)
@@ -174,9 +192,12 @@ class VectorClient:
         file_name, content = upload_body(files)
         call = Call("POST", f"{DATASETS}/fromFile/", _Uploaded.model_validate,
                     action="upload a dataset", held_seconds=SLOW_CALL_SECONDS)
+        fields = {"name": name or Path(str(files[0][0])).parts[0]}
+        if skip_bad_files:
+            fields["skipBadFiles"] = "true"
         uploaded = self._send(call, files={"file": (file_name, content,
                                                     "application/octet-stream")},
-                              data={"name": name or Path(str(files[0][0])).parts[0]})
+                              data=fields)
         return self.get_dataset(uploaded.catalog_id)
 
     def get_dataset(self, dataset_id: UUID | str) -> DatasetInfo:
@@ -284,6 +305,14 @@ class VectorClient:
         return self._base.read(call, response.status_code, response.content)
 
 
+def bad_files(exc: ValidationFailed) -> tuple[list[FieldError], list[FieldError]]:
+    """The errors of a refused upload about its files: (bad files that `skip_bad_files`
+    would leave out, the others)."""
+    about_files = [error for error in exc.errors if error.loc == ("body", "file")]
+    skippable = [error for error in about_files if error.type in SKIPPABLE_TYPES]
+    return skippable, [error for error in exc.errors if error not in skippable]
+
+
 def _nothing(_: Any) -> None:
     return None
 
@@ -292,5 +321,5 @@ def _present(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-__all__ = ["DatasetInfo", "SearchHit", "TransportError", "VectorClient", "VectorDatabaseInfo",
-           "upload_body", "upload_files"]
+__all__ = ["DatasetInfo", "SearchHit", "SkippedFileInfo", "TransportError", "VectorClient",
+           "VectorDatabaseInfo", "bad_files", "upload_body", "upload_files"]

@@ -2,21 +2,25 @@
 
 An upload is ingested inside its request (checked, unzipped or read as a CSV, and
 committed), so it is done before the SDK's first status poll and its 5-second
-sleep never happens; a file that cannot be used is a 422 naming it, and nothing is
-stored. The ingest is recorded as a job that is COMPLETED from the start, so that
-the upload's `Location` is a status route like DataRobot's: the classic status
-route answers it with `303 See Other` to the dataset.
+sleep never happens; files that cannot be used are a 422 naming every one of
+them, and nothing is stored, unless the upload asks to skip bad files (the form
+field `skipBadFiles`, an extension), when the dataset keeps the others and lists
+the bad ones. The ingest is recorded as a job that is COMPLETED from the start,
+so that the upload's `Location` is a status route like DataRobot's: the classic
+status route answers it with `303 See Other` to the dataset.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Request, Response
+from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
@@ -34,13 +38,15 @@ from genai_jobs.vectors.schemas import (
     DatasetResponse,
     DatasetUpdateRequest,
 )
-from genai_jobs.vectors.settings import VectorSettings
 
 PREFIX = "/api/v2"
 UPLOAD_PATH = f"{PREFIX}/datasets/fromFile/"
 INGEST_JOB_TYPE = "dataset.ingest"
-# Form fields besides the file (the dataset's name).
+# Form fields besides the file (the dataset's name, skipBadFiles).
 MAX_FORM_FIELDS = 10
+SKIP_FIELD = "skipBadFiles"
+# A form field read as a query's booleans are (true/false, 1/0, yes/no, on/off).
+_BOOLEAN = TypeAdapter(bool)
 
 router = APIRouter(tags=["Datasets"], responses=API_ERRORS)
 
@@ -51,7 +57,12 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
                                 "documents, or a CSV with a `document` column (and "
                                 "`document_file_path`, and up to 50 metadata columns)."},
         "name": {"type": "string", "description": "Extension: the dataset's name "
-                                                  "(default: the file's)."}}}}}}}
+                                                  "(default: the file's)."},
+        SKIP_FIELD: {"type": "boolean", "default": False, "description": "Extension: keep the "
+                     "good files of an upload with bad ones (a zip's empty, corrupt or "
+                     "unsupported members), listing the bad ones in the dataset's "
+                     "`skippedFiles`. Unsafe names, zip bombs and limits still refuse "
+                     "the whole upload, as does an upload whose every file is bad."}}}}}}}
 
 
 class UploadResponse(CamelModel):
@@ -67,19 +78,21 @@ class UploadResponse(CamelModel):
              openapi_extra=_UPLOAD_BODY, responses=errors(413))
 async def upload_dataset(request: Request, response: Response, services: ServicesDep,
                          caller: CallerDep, vectors: VectorsDep) -> UploadResponse:
-    file_name, content, name = await _read_form(request, vectors.settings)
-    ingested = await asyncio.to_thread(ingest_file, file_name, content,
-                                       Limits.from_settings(vectors.settings))
+    upload = await _read_form(request)
+    ingested = await asyncio.to_thread(ingest_file, upload.file_name, upload.content,
+                                       Limits.from_settings(vectors.settings),
+                                       upload.skip_bad_files)
     if not ingested.documents:
-        raise rejected(["body", "file"], "empty_file", f"{file_name}: it holds no documents")
+        raise rejected(["body", "file"], "empty_file",
+                       f"{upload.file_name}: it holds no documents")
     base = base_url(request, services.settings.behind_proxy)
     dataset = await vectors.vectors.create_dataset(NewDataset(
-        id=uuid4(), tenant=caller.token.tenant, name=name or file_name,
+        id=uuid4(), tenant=caller.token.tenant, name=upload.name or upload.file_name,
         created_by=caller.token.tenant, documents=ingested.documents,
-        metadata_columns=ingested.metadata_columns))
+        metadata_columns=ingested.metadata_columns, skipped_files=ingested.skipped_files))
     try:
         job = await services.store.record_completed(
-            _ingest_job(caller, file_name, dataset), _ingest_result(dataset, ingested),
+            _ingest_job(caller, upload.file_name, dataset), _ingest_result(dataset, ingested),
             f"{base}{PREFIX}/datasets/{dataset.id}/")
     except BaseException:
         await vectors.vectors.delete_dataset(dataset.id, None)  # nothing half-stored
@@ -99,11 +112,20 @@ def _ingest_job(caller: Caller, file_name: str, dataset: Dataset) -> NewJob:
 def _ingest_result(dataset: Dataset, ingested: Ingested) -> dict[str, Any]:
     return {"datasetId": str(dataset.id), "rowCount": dataset.document_count,
             "datasetSize": dataset.total_bytes,
-            "metadataColumns": [column.name for column in ingested.metadata_columns]}
+            "metadataColumns": [column.name for column in ingested.metadata_columns],
+            "skippedFiles": [file.name for file in ingested.skipped_files]}
 
 
-async def _read_form(request: Request, settings: VectorSettings) -> tuple[str, bytes, str | None]:
-    """(file name, bytes, dataset name) of an upload's multipart form."""
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    file_name: str
+    content: bytes
+    name: str | None  # the dataset's, when given
+    skip_bad_files: bool
+
+
+async def _read_form(request: Request) -> _Upload:
+    """The file and fields of an upload's multipart form."""
     try:
         form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
     except HTTPException as exc:
@@ -122,8 +144,19 @@ async def _read_form(request: Request, settings: VectorSettings) -> tuple[str, b
     if isinstance(name, str) and len(name.strip()) > MAX_NAME_CHARS:
         raise rejected(["body", "name"], "string_too_long",
                        f"String should have at most {MAX_NAME_CHARS} characters")
-    return (upload.filename or "", content,
-            name.strip() if isinstance(name, str) and name.strip() else None)
+    return _Upload(upload.filename or "", content,
+                   name.strip() if isinstance(name, str) and name.strip() else None,
+                   _form_boolean(form.get(SKIP_FIELD), SKIP_FIELD))
+
+
+def _form_boolean(value: object, field: str) -> bool:
+    if value is None:
+        return False
+    try:
+        return _BOOLEAN.validate_python(value if isinstance(value, str) else object())
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise rejected(["body", field], error["type"], error["msg"]) from None
 
 
 @router.get("/datasets/", response_model=DatasetListResponse,

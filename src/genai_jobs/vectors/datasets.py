@@ -1,27 +1,47 @@
 """Uploaded files made into a dataset's documents: types, limits, archives, CSVs, names.
 
 Everything a client could get wrong is found here, before anything is stored,
-and reported as DatasetRejected naming the file (an archive's member as
-`archive.zip/path/in/archive.md`). Nothing is ever written to a disk: the
-documents' bytes go to the store, so no name can point outside a data folder;
-unsafe names are refused all the same, since they only come from mistakes or
-attacks. Archives are read member by member with a cap on what each may
-expand to, so a zip bomb costs no more memory than the limits allow.
+naming the file as its document would be named (a member of the uploaded zip
+by its path in it). Two kinds of refusal:
+
+- a bad file (SKIPPABLE: its type, its content, its size, its name taken by
+  another) is one file among others: every bad file of an upload is found and
+  reported at once (FilesRejected), and an upload that asks for it keeps the
+  good files and records the bad ones as skipped;
+- anything else (an unsafe name, a zip bomb, an unreadable archive, too many
+  files or bytes in all, a CSV that cannot be read) refuses the whole upload at
+  once (DatasetRejected): it comes from an attack or a broken upload, and no
+  file of it is worth keeping.
+
+Nothing is ever written to a disk: the documents' bytes go to the store, so no
+name can point outside a data folder; unsafe names are refused all the same,
+since they only come from mistakes or attacks. Archives are read member by
+member with a cap on what each may expand to, so a zip bomb costs no more
+memory than the limits allow; a bad member is judged by its name and declared
+size before it is decompressed.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import stat
 import warnings
 import zipfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from genai_jobs.vectors.csvdata import read_csv
-from genai_jobs.vectors.records import DatasetRejected, Document, DocumentKind, MetadataColumn
+from genai_jobs.vectors.records import (
+    BadFile,
+    DatasetRejected,
+    Document,
+    DocumentKind,
+    FilesRejected,
+    MetadataColumn,
+)
 from genai_jobs.vectors.settings import VectorSettings
 
 KINDS_BY_SUFFIX = {
@@ -44,6 +64,12 @@ PDF_HEADER_WINDOW = 1024
 # Entries that archivers add beside the files (macOS resource forks, Finder data).
 _ARCHIVE_JUNK = re.compile(r"(^|/)(__MACOSX|\.DS_Store)(/|$)")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# The refusals that concern one file alone: a bad file among good ones, which an
+# upload may ask to skip. Every other refusal type refuses the whole upload.
+SKIPPABLE = frozenset({
+    "unsupported_type", "empty_file", "not_text", "corrupt_pdf", "encrypted_pdf",
+    "encrypted_archive", "nested_archive", "file_too_large", "duplicate_name",
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +91,15 @@ class Limits:
 class Ingested:
     documents: list[Document]
     metadata_columns: list[MetadataColumn]
+    skipped_files: list[BadFile] = field(default_factory=list)
 
 
-def ingest_file(raw_name: str, content: bytes, limits: Limits) -> Ingested:
+def ingest_file(raw_name: str, content: bytes, limits: Limits,
+                skip_bad_files: bool = False) -> Ingested:
     """The documents of one uploaded file (DataRobot's `fromFile`): a document, a zip of
-    documents (named by their path in it), or a CSV with a document per row."""
+    documents (named by their path in it), or a CSV with a document per row. Bad files
+    are refused all together (FilesRejected), or with `skip_bad_files` left out and
+    listed, unless no good one is left. A CSV is one file: its errors refuse it."""
     name = safe_name(raw_name, raw_name)
     lowered = name.lower()
     if lowered.endswith(CSV_SUFFIX):
@@ -80,31 +110,71 @@ def ingest_file(raw_name: str, content: bytes, limits: Limits) -> Ingested:
                          limits.max_file_bytes, safe_name)
         _check_unique(found.documents)
         return Ingested(found.documents, found.metadata_columns)
+    intake = _Intake()
     if lowered.endswith(ARCHIVE_SUFFIX):
-        documents = expand_archive(name, content, limits, prefix="")
-        if not documents:
+        expand_archive(name, content, limits, intake, prefix="")
+        if not intake.documents and not intake.bad:
             raise DatasetRejected(name, "the archive holds no documents", "empty_file")
-        _check_totals(documents, limits, name)
-        _check_unique(documents)
-        return Ingested(documents, [])
-    if PurePosixPath(lowered).suffix not in KINDS_BY_SUFFIX:
+    elif PurePosixPath(lowered).suffix not in KINDS_BY_SUFFIX:
         raise DatasetRejected(name, f"unsupported file type; supported: {SUPPORTED_UPLOADS}",
                               "unsupported_type")
-    return Ingested(read_upload([(name, content)], limits), [])
+    else:
+        intake.take(functools.partial(check_document, name, content, limits))
+    return intake.outcome(limits, name, skip_bad_files)
 
 
-def read_upload(files: Sequence[tuple[str, bytes]], limits: Limits) -> list[Document]:
-    """The documents of uploaded `(file name, bytes)` pairs, archives expanded."""
-    documents: list[Document] = []
+def read_upload(files: Sequence[tuple[str, bytes]], limits: Limits,
+                skip_bad_files: bool = False) -> Ingested:
+    """The documents of uploaded `(file name, bytes)` pairs, archives expanded (their
+    members named `<archive>/<path in it>`)."""
+    intake = _Intake()
     for raw_name, content in files:
         name = safe_name(raw_name, raw_name)
         if name.lower().endswith(ARCHIVE_SUFFIX):
-            documents.extend(expand_archive(name, content, limits))
+            expand_archive(name, content, limits, intake)
         else:
-            documents.append(check_document(name, content, limits))
-        _check_totals(documents, limits, name)
-    _check_unique(documents)
-    return documents
+            intake.take(functools.partial(check_document, name, content, limits))
+        _check_totals(intake.documents, limits, name)
+    return intake.outcome(limits, files[-1][0] if files else "", skip_bad_files)
+
+
+@dataclass
+class _Intake:
+    """An upload's documents as they are read, and its bad files: every one is found
+    before the upload is refused or its bad files are skipped."""
+
+    documents: list[Document] = field(default_factory=list)
+    bad: list[BadFile] = field(default_factory=list)
+
+    def take(self, read: Callable[[], Document]) -> None:
+        """Keep the document `read` returns, or note why it is bad; a refusal that is not
+        about one file alone refuses the upload at once."""
+        try:
+            self.documents.append(read())
+        except DatasetRejected as exc:
+            if exc.kind not in SKIPPABLE:
+                raise
+            self.bad.append(exc.bad_file)
+
+    def outcome(self, limits: Limits, last: str, skip_bad_files: bool) -> Ingested:
+        self._set_aside_duplicates()
+        if self.bad and not (skip_bad_files and self.documents):
+            raise FilesRejected(self.bad)
+        _check_totals(self.documents, limits, last)
+        return Ingested(self.documents, [], self.bad)
+
+    def _set_aside_duplicates(self) -> None:
+        """The first document of a name is kept; later ones are bad files."""
+        seen: set[str] = set()
+        kept: list[Document] = []
+        for document in self.documents:
+            if document.name in seen:
+                self.bad.append(BadFile(document.name, "duplicate_name",
+                                        "an earlier file of the upload has this name"))
+            else:
+                seen.add(document.name)
+                kept.append(document)
+        self.documents = kept
 
 
 def safe_name(raw: str, shown: str) -> str:
@@ -181,10 +251,10 @@ def check_pdf(name: str, content: bytes) -> None:
         raise DatasetRejected(name, "the PDF has no pages", "empty_file")
 
 
-def expand_archive(name: str, content: bytes, limits: Limits,
-                   prefix: str | None = None) -> list[Document]:
-    """The archive's documents, named `<prefix>/<path in the archive>` (`prefix` None:
-    the archive's own name)."""
+def expand_archive(name: str, content: bytes, limits: Limits, intake: _Intake,
+                   prefix: str | None = None) -> None:
+    """Read the archive's documents into `intake`, named `<prefix>/<path in the archive>`
+    (`prefix` None: the archive's own name; "": the path alone)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(content))
         members = [info for info in archive.infolist()
@@ -194,8 +264,9 @@ def expand_archive(name: str, content: bytes, limits: Limits,
                               "corrupt_archive") from exc
     _check_declared_sizes(name, len(content), members, limits)
     with archive:
-        return [_read_member(archive, name, info, limits, name if prefix is None else prefix)
-                for info in members]
+        for info in members:
+            intake.take(functools.partial(_read_member, archive, info, limits,
+                                          name if prefix is None else prefix))
 
 
 def _check_declared_sizes(name: str, size: int, members: list[zipfile.ZipInfo],
@@ -213,23 +284,23 @@ def _check_declared_sizes(name: str, size: int, members: list[zipfile.ZipInfo],
                                     f"{limits.max_total_bytes:,}", "dataset_too_large")
 
 
-def _read_member(archive: zipfile.ZipFile, archive_name: str, info: zipfile.ZipInfo,
-                 limits: Limits, prefix: str) -> Document:
-    shown = f"{archive_name}/{info.filename}"
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits,
+                 prefix: str) -> Document:
+    shown = f"{prefix}/{info.filename}" if prefix else info.filename
     member = safe_name(info.filename, shown)
     name = f"{prefix}/{member}" if prefix else member
     if stat.S_ISLNK(info.external_attr >> 16):
         raise DatasetRejected(shown, "symbolic links are not allowed", "unsafe_name")
     if info.flag_bits & 0x1:
-        raise DatasetRejected(shown, "the entry is encrypted", "encrypted_archive")
+        raise DatasetRejected(name, "the entry is encrypted", "encrypted_archive")
     if name.lower().endswith(ARCHIVE_SUFFIX):
-        raise DatasetRejected(shown, "archives inside archives are not supported",
+        raise DatasetRejected(name, "archives inside archives are not supported",
                               "nested_archive")
     kind_of(name)  # an unsupported type is refused before it is decompressed
     if info.file_size > limits.max_file_bytes:
-        raise DatasetRejected(shown, f"{info.file_size:,} bytes is over the limit of "
-                                     f"{limits.max_file_bytes:,} per file", "file_too_large")
-    return check_document(name, _decompress(archive, info, shown, limits), limits)
+        raise DatasetRejected(name, f"{info.file_size:,} bytes is over the limit of "
+                                    f"{limits.max_file_bytes:,} per file", "file_too_large")
+    return check_document(name, _decompress(archive, info, name, limits), limits)
 
 
 def _decompress(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str,
@@ -263,7 +334,7 @@ def _check_totals(documents: list[Document], limits: Limits, last: str) -> None:
                                     f"{limits.max_total_bytes:,}", "dataset_too_large")
 
 
-def _check_unique(documents: Iterable[Document]) -> None:
+def _check_unique(documents: Sequence[Document]) -> None:
     seen: set[str] = set()
     for document in documents:
         if document.name in seen:

@@ -6,7 +6,8 @@ edge; the HTTP schemas are built from them. Standard library only.
 VectorsError (a DomainError)
  ├── DatasetNotFound         no such dataset for this caller (other tenants' included)
  ├── VectorDatabaseNotFound  no such vector database for this caller
- ├── DatasetRejected         an uploaded file is unusable (type, size, archive, name)
+ ├── DatasetRejected         an upload is unusable (an unsafe name, a zip bomb, a limit)
+ ├── FilesRejected           an upload's bad files, every one (type, content, size)
  ├── NotBuilt                the vector database cannot be searched (yet)
  └── BuildSuperseded         another attempt owns the build now: this one must stop
 """
@@ -69,6 +70,16 @@ class DocumentInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class BadFile:
+    """A file of an upload that cannot be used, named as its document would have been;
+    `kind` is the refusal's type (`empty_file`, `corrupt_pdf`, ...)."""
+
+    name: str
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewDataset:
     id: UUID  # chosen by the caller, so that its URL is known before it is stored
     tenant: str
@@ -76,6 +87,8 @@ class NewDataset:
     created_by: str
     documents: Sequence[Document]
     metadata_columns: Sequence[MetadataColumn] = ()
+    # The upload's bad files, left out because it asked to skip them.
+    skipped_files: Sequence[BadFile] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +103,7 @@ class Dataset:
     created_by: str
     created_at: datetime
     categories: tuple[str, ...] = ()
+    skipped_files: tuple[BadFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +259,19 @@ class DatasetRejected(VectorsError):
         self.name = name
         self.reason = reason
         self.kind = kind
+
+    @property
+    def bad_file(self) -> BadFile:
+        return BadFile(self.name, self.kind, self.reason)
+
+
+class FilesRejected(VectorsError):
+    """Files of an upload that cannot be used, all of them, found in one pass (and, when
+    the upload asked to skip bad files, every one of its files was bad)."""
+
+    def __init__(self, files: Sequence[BadFile]) -> None:
+        super().__init__("; ".join(f"{file.name}: {file.reason}" for file in files))
+        self.files = tuple(files)
 
 
 class NotBuilt(VectorsError):

@@ -4,7 +4,8 @@ Datasets and vector databases have DataRobot's shapes, field for field, because
 DataRobot's own SDK reads them and checks its required keys (a key sent as
 `null` counts as missing there, so every required one has a real value). Our
 extensions are extra keys that the SDK ignores (`buildStatusId`, `dimensions`,
-`metadataColumns` of a dataset) and the search route, which DataRobot lacks.
+`metadataColumns` and `skippedFiles` of a dataset) and the search route, which
+DataRobot lacks.
 """
 
 from __future__ import annotations
@@ -53,8 +54,15 @@ class MetadataColumnResponse(CamelModel):
     type: str = Field(description="text, number, boolean or date.")
 
 
+class SkippedFileResponse(CamelModel):
+    name: str = Field(description="As its document would have been named.")
+    type: str = Field(description="Why, as the type of a 422 names it (empty_file, ...).")
+    reason: str
+
+
 class DatasetResponse(CamelModel):
-    """DataRobot's dataset (what `datarobot.Dataset` reads), plus `metadataColumns`."""
+    """DataRobot's dataset (what `datarobot.Dataset` reads), plus `metadataColumns` and
+    `skippedFiles`."""
 
     dataset_id: UUID
     version_id: UUID
@@ -72,6 +80,9 @@ class DatasetResponse(CamelModel):
     row_count: int = Field(description="Documents: files, archive members or CSV rows.")
     metadata_columns: list[MetadataColumnResponse] = Field(
         description="Extension: a CSV's metadata columns and their types.")
+    skipped_files: list[SkippedFileResponse] = Field(
+        description="Extension: the upload's bad files, left out because it asked to skip "
+                    "them (skipBadFiles), and why; [] when none was.")
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> DatasetResponse:
@@ -81,7 +92,10 @@ class DatasetResponse(CamelModel):
                    dataset_size=dataset.total_bytes, row_count=dataset.document_count,
                    metadata_columns=[MetadataColumnResponse(name=column.name,
                                                             type=column.type.value)
-                                     for column in dataset.metadata_columns])
+                                     for column in dataset.metadata_columns],
+                   skipped_files=[SkippedFileResponse(name=file.name, type=file.kind,
+                                                      reason=file.reason)
+                                  for file in dataset.skipped_files])
 
 
 class DatasetListResponse(CamelModel):

@@ -63,10 +63,12 @@ class PostgresVectorStore(VectorStore):
         async with self._transaction() as conn:
             await conn.execute(
                 "INSERT INTO datasets (id, version_id, tenant, name, file_count, total_bytes,"
-                " created_by, metadata_columns) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                " created_by, metadata_columns, skipped_files)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (new.id, uuid.uuid4(), new.tenant, new.name, len(new.documents),
                  sum(len(document.content) for document in new.documents), new.created_by,
-                 Jsonb(mapping.columns_json(list(new.metadata_columns)))))
+                 Jsonb(mapping.columns_json(list(new.metadata_columns))),
+                 Jsonb(mapping.bad_files_json(new.skipped_files))))
             async with conn.cursor() as cursor:
                 await cursor.executemany(
                     "INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"

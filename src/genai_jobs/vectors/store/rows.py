@@ -7,13 +7,14 @@ so the field-by-field mapping of a record is written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 from genai_jobs.vectors.records import (
+    BadFile,
     Chunk,
     Dataset,
     DocumentInfo,
@@ -53,13 +54,22 @@ def columns_json(columns: tuple[MetadataColumn, ...] | list[MetadataColumn]) -> 
     return [{"name": column.name, "type": column.type.value} for column in columns]
 
 
+def bad_files_json(files: Sequence[BadFile]) -> list[Any]:
+    return [{"name": file.name, "type": file.kind, "reason": file.reason} for file in files]
+
+
+def bad_files(value: Any) -> tuple[BadFile, ...]:
+    return tuple(BadFile(item["name"], item["type"], item["reason"]) for item in value)
+
+
 def dataset(row: Row, decode: Decoder, document_count: int) -> Dataset:
     return Dataset(id=decode.uuid(row["id"]), version_id=decode.uuid(row["version_id"]),
                    tenant=row["tenant"], name=row["name"], document_count=document_count,
                    total_bytes=row["total_bytes"],
                    metadata_columns=metadata_columns(decode.json(row["metadata_columns"])),
                    created_by=row["created_by"], created_at=decode.time(row["created_at"]),
-                   categories=tuple(decode.json(row["categories"])))
+                   categories=tuple(decode.json(row["categories"])),
+                   skipped_files=bad_files(decode.json(row["skipped_files"])))
 
 
 def document_info(row: Row, decode: Decoder) -> DocumentInfo:

@@ -50,10 +50,12 @@ class SQLiteVectorStore(VectorStore):
         def insert(tx: WriteTx) -> None:
             tx.conn.execute(
                 "INSERT INTO datasets (id, version_id, tenant, name, file_count, total_bytes,"
-                " created_by, metadata_columns, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_by, metadata_columns, skipped_files, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (dataset_id, str(uuid.uuid4()), new.tenant, new.name, len(new.documents),
                  sum(len(document.content) for document in new.documents), new.created_by,
-                 dump_json(mapping.columns_json(list(new.metadata_columns))), tx.now))
+                 dump_json(mapping.columns_json(list(new.metadata_columns))),
+                 dump_json(mapping.bad_files_json(new.skipped_files)), tx.now))
             tx.conn.executemany(
                 "INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
                 " content, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
