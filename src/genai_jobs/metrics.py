@@ -61,3 +61,12 @@ TENANT_JOBS = Gauge(
     "genai_jobs_tenant_jobs", "Queued and running jobs per tenant.", ["tenant", "state"],
     registry=REGISTRY,
 )
+HEAVY_IN_FLIGHT = Gauge(
+    "genai_jobs_heavy_requests_in_flight",
+    "Big pages and uploads being served now, by kind.", ["kind"], registry=REGISTRY,
+)
+HEAVY_REFUSED = Counter(
+    "genai_jobs_heavy_requests_refused_total",
+    "Big pages and uploads refused with 503 after waiting too long for a slot.", ["kind"],
+    registry=REGISTRY,
+)

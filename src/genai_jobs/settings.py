@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     # the 5 s that DataRobot's SDK sleeps between status polls: at uvicorn's own 5 s the
     # server closed the connection just as the SDK sent its next poll on it (a reset).
     http_keep_alive_seconds: int = Field(default=15, ge=1)
+    # Expensive requests (genai_jobs.api.admission): how many big pages (limit > 100)
+    # and uploads run at once, and how long one waits for its turn before a 503.
+    max_concurrent_big_pages: int = Field(default=4, ge=1)
+    max_concurrent_uploads: int = Field(default=2, ge=1)
+    busy_queue_seconds: float = Field(default=30.0, ge=0)
     # `genai-jobs worker` serves its Prometheus metrics on this port when set.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 

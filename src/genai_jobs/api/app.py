@@ -8,6 +8,7 @@ from starlette.types import ASGIApp
 
 from genai_jobs import __version__
 from genai_jobs.api import errors
+from genai_jobs.api.admission import HeavyRequestGate
 from genai_jobs.api.deps import Services
 from genai_jobs.api.fastpath import StatusFastPath
 from genai_jobs.api.fastsubmit import SubmitFastPath
@@ -39,6 +40,10 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
     app.state.services = services
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
                        per_route=vectors_api.body_limits())
+    app.add_middleware(HeavyRequestGate, max_heavy_pages=settings.max_concurrent_big_pages,
+                       max_uploads=settings.max_concurrent_uploads,
+                       queue_seconds=settings.busy_queue_seconds,
+                       upload_paths=[path for _, path in vectors_api.body_limits()])
     errors.install(app)
     app.include_router(status.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)

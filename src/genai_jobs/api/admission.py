@@ -1,0 +1,123 @@
+"""Bounds on expensive requests, so that a burst of them cannot stall everyone else.
+
+Two kinds are expensive: big pages (a listing asking for more than
+`LIGHT_PAGE_LIMIT` items: up to 1,000 rows read and serialised on the event loop)
+and uploads (a dataset file is read whole and ingested: memory ~1.7x its size).
+Each kind has its own number of slots. A request waits for a slot, first come
+first served, at most `queue_seconds`; past that it is a `503` with `Retry-After`
+and nothing done. Everything else (status polls, submits, small pages) never
+waits here.
+
+An upload takes its slot only once its whole body has arrived (the multipart
+parser spools it to a temporary file meanwhile): a slow sender holds a
+connection, not one of the few slots, and the memory the slots bound is the
+memory the ingest uses. Upload memory is then at most about
+`max_concurrent_uploads` x 1.7 x the upload size limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Collection
+from urllib.parse import parse_qs
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from genai_jobs import metrics
+
+# Pages up to this size are cheap (the default page is 100).
+LIGHT_PAGE_LIMIT = 100
+BUSY = "the server is busy with other large requests; try again shortly"
+_BUSY_BODY = b'{"detail":"' + BUSY.encode() + b'"}'
+
+
+class Slots:
+    """A named number of slots, waited for in arrival order with a time limit."""
+
+    def __init__(self, kind: str, count: int, queue_seconds: float) -> None:
+        self.kind = kind
+        self.queue_seconds = queue_seconds
+        self._free = asyncio.Semaphore(count)
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[bool]:
+        """Yields whether a slot was taken in time (and gives it back on exit)."""
+        try:
+            async with asyncio.timeout(self.queue_seconds):
+                await self._free.acquire()
+        except TimeoutError:
+            metrics.HEAVY_REFUSED.labels(self.kind).inc()
+            yield False
+            return
+        metrics.HEAVY_IN_FLIGHT.labels(self.kind).inc()
+        try:
+            yield True
+        finally:
+            metrics.HEAVY_IN_FLIGHT.labels(self.kind).dec()
+            self._free.release()
+
+    @property
+    def retry_after(self) -> str:
+        return str(max(1, round(self.queue_seconds / 4)))
+
+
+class HeavyRequestGate:
+    def __init__(self, app: ASGIApp, *, max_heavy_pages: int, max_uploads: int,
+                 queue_seconds: float, upload_paths: Collection[str]) -> None:
+        self.app = app
+        self.pages = Slots("page", max_heavy_pages, queue_seconds)
+        self.uploads = Slots("upload", max_uploads, queue_seconds)
+        self.upload_paths = frozenset(upload_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif scope["method"] == "POST" and scope["path"] in self.upload_paths:
+            async with contextlib.AsyncExitStack() as stack:
+                await self.app(scope, self._gated_upload(receive, stack), send)
+        elif scope["method"] == "GET" and _asks_big_page(scope):
+            async with self.pages.held() as admitted:
+                if admitted:
+                    # On SQLite a page is read and serialised without yielding: let the
+                    # requests that arrived meanwhile (status polls) go first.
+                    await asyncio.sleep(0)
+                    await self.app(scope, receive, send)
+                else:
+                    await _busy(send, self.pages.retry_after)
+        else:
+            await self.app(scope, receive, send)
+
+    def _gated_upload(self, receive: Receive, stack: contextlib.AsyncExitStack) -> Receive:
+        held = False
+
+        async def gated() -> Message:
+            nonlocal held
+            message = await receive()
+            if (message["type"] == "http.request" and not message.get("more_body", False)
+                    and not held):
+                held = True
+                if not await stack.enter_async_context(self.uploads.held()):
+                    # Raised inside the app's reading: its error handler answers.
+                    raise HTTPException(503, BUSY,
+                                        headers={"Retry-After": self.uploads.retry_after})
+            return message
+
+        return gated
+
+
+def _asks_big_page(scope: Scope) -> bool:
+    query = scope.get("query_string", b"")
+    if b"limit" not in query:
+        return False
+    values = parse_qs(query.decode("latin-1")).get("limit", [])
+    return any(value.isdigit() and int(value) > LIGHT_PAGE_LIMIT for value in values)
+
+
+async def _busy(send: Send, retry_after: str) -> None:
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(_BUSY_BODY)).encode()),
+                            (b"retry-after", retry_after.encode())]})
+    await send({"type": "http.response.body", "body": _BUSY_BODY})

@@ -1,0 +1,135 @@
+"""Expensive requests take turns (api/admission.py), through a real server on both
+stores: big pages and uploads beyond their slots wait, and past the wait they are a
+503 with Retry-After that stores nothing, while status polls never wait."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.pg_support import scratch_store
+from tests.support import Server, running_server, submit
+
+API = "/api/v2/genai"
+DATASETS = "/api/v2/datasets"
+JOBS = 150
+CONCURRENT = 24
+
+
+def serve(kind: str, tmp: Path, **settings: str) -> Iterator[Server]:
+    env = {f"GENAI_JOBS_{name.upper()}": value for name, value in settings.items()}
+    with scratch_store(kind) as url, running_server(
+            tmp, "--workers", "0", env=env, database_url=url) as running:
+        with running.client() as client:
+            for _ in range(JOBS):
+                submit(client, "diagnostics.sleep", {"seconds": 0})
+        yield running
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def no_queue(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One big page and one upload at a time, and no waiting for a turn."""
+    yield from serve(request.param, tmp_path_factory.mktemp(f"noqueue-{request.param}"),
+                     max_concurrent_big_pages="1", max_concurrent_uploads="1",
+                     busy_queue_seconds="0")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def one_at_a_time(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One big page and one upload at a time; the others wait up to 30 s."""
+    yield from serve(request.param, tmp_path_factory.mktemp(f"queue-{request.param}"),
+                     max_concurrent_big_pages="1", max_concurrent_uploads="1")
+
+
+def together(count: int, call: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """`count` calls released at once from their own threads."""
+    start = threading.Barrier(count, timeout=30)
+
+    def released() -> httpx.Response:
+        start.wait()
+        return call()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: released(), range(count)))
+
+
+def big_page(api: Server, limit: int = 1000) -> Callable[[], httpx.Response]:
+    def call() -> httpx.Response:
+        with api.client(timeout=60) as client:
+            return client.get(f"{API}/jobs/", params={"limit": limit})
+    return call
+
+
+def upload(api: Server, size: int) -> Callable[[], httpx.Response]:
+    line = b"Retrieval works on chunks of text; this sentence is one of many.\n"
+    text = line * (size // len(line))
+
+    def call() -> httpx.Response:
+        with api.client(timeout=120) as client:
+            return client.post(f"{DATASETS}/fromFile/",
+                               files={"file": ("notes.txt", text, "text/plain")})
+    return call
+
+
+def assert_busy(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "busy" in response.json()["detail"]
+
+
+def test_big_pages_past_their_slots_are_refused_and_polls_still_answered(
+        no_queue: Server) -> None:
+    with no_queue.client() as client:
+        some_job = client.get(f"{API}/jobs/", params={"limit": 1}).json()["data"][0]["statusId"]
+    answers = together(CONCURRENT, big_page(no_queue))
+    with no_queue.client() as client:
+        polls = [client.get(f"{API}/status/{some_job}/") for _ in range(20)]
+    codes = sorted({answer.status_code for answer in answers})
+    assert codes == [200, 503], codes
+    for answer in answers:
+        if answer.status_code == 200:
+            assert len(answer.json()["data"]) == JOBS
+        else:
+            assert_busy(answer)
+    assert all(poll.status_code == 200 for poll in polls)
+    # Small pages never wait for a slot.
+    small = together(CONCURRENT, big_page(no_queue, limit=100))
+    assert {answer.status_code for answer in small} == {200}
+    metrics = httpx.get(f"{no_queue.url}/metrics", timeout=10).text
+    refused = re.search(r'genai_jobs_heavy_requests_refused_total\{kind="page"\} (\S+)', metrics)
+    assert refused is not None
+    assert float(refused.group(1)) >= 1
+
+
+def test_big_pages_wait_their_turn_instead_of_failing(one_at_a_time: Server) -> None:
+    answers = together(CONCURRENT, big_page(one_at_a_time))
+    assert [answer.status_code for answer in answers] == [200] * CONCURRENT
+    assert all(len(answer.json()["data"]) == JOBS for answer in answers)
+
+
+def test_uploads_past_their_slots_are_refused_and_store_nothing(no_queue: Server) -> None:
+    with no_queue.client() as client:
+        before = client.get(f"{DATASETS}/").json()["totalCount"]
+    answers = together(6, upload(no_queue, 8_000_000))
+    accepted = [answer for answer in answers if answer.status_code == 202]
+    refused = [answer for answer in answers if answer.status_code != 202]
+    assert accepted, [answer.text for answer in answers]
+    assert refused, "six uploads whose bodies end together: one slot cannot take them all"
+    for answer in refused:
+        assert_busy(answer)
+    with no_queue.client() as client:
+        after = client.get(f"{DATASETS}/").json()["totalCount"]
+    assert after - before == len(accepted)
+
+
+def test_uploads_wait_their_turn_instead_of_failing(one_at_a_time: Server) -> None:
+    answers = together(4, upload(one_at_a_time, 2_000_000))
+    assert [answer.status_code for answer in answers] == [202] * 4
