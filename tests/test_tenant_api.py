@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from genai_jobs.client import Client, TooManyRequests
 from tests.pg_support import scratch_store
 from tests.support import Server, poll_until, run_cli, running_server, submit
 
@@ -181,3 +182,20 @@ def test_the_cli_sets_limits_a_running_server_applies(
     assert refused.returncode != 0
     assert "--max-running" in refused.stderr
     assert admin.get(f"{API}/tenants/{name}/limits/").json()["limits"]["maxQueued"] == 50
+
+
+def test_our_client_and_cli_say_the_tenant_is_limited(
+        api: Server, limited: tuple[httpx.Client, httpx.Client, str]) -> None:
+    admin, _, name = limited
+    set_limits(admin, name, maxQueued=0)
+    token = api.make_token(name)
+    with Client(api.url, token=token) as client, \
+            pytest.raises(TooManyRequests) as refused:
+        client.submit("diagnostics.sleep", {"seconds": 0})
+    assert refused.value.status_code == 429
+    assert "at most 0 queued jobs" in str(refused.value)
+    done = run_cli("submit", "diagnostics.sleep", "--payload", '{"seconds": 0}',
+                   "--url", api.url, "--token", token, check=False)
+    assert done.returncode == 1
+    assert "(429)" in done.stderr
+    assert "retry in" in done.stderr

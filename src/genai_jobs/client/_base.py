@@ -31,6 +31,7 @@ from genai_jobs.client.exceptions import (
     NotFound,
     PayloadTooLarge,
     ServerError,
+    TooManyRequests,
     TransportError,
     UnexpectedResponse,
     ValidationFailed,
@@ -255,6 +256,8 @@ class BaseClient:
             return Conflict, f"cannot {call.action} (409): {detail}"
         if status_code == 413:
             return PayloadTooLarge, f"the request is too large for the server (413): {detail}"
+        if status_code == 429:
+            return TooManyRequests, f"cannot {call.action} now (429): {detail}"
         if status_code >= 500:
             return ServerError, (
                 f"the server at {self.url} failed to {call.action} ({status_code}): {detail}"

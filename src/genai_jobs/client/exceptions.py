@@ -9,6 +9,7 @@
     │   ├── Conflict             409: e.g. aborting a finished job, a reused idempotency key
     │   ├── PayloadTooLarge      413
     │   ├── ValidationFailed     422: keeps the server's list of field errors
+    │   ├── TooManyRequests      429: the tenant is at a limit an admin set; retry later
     │   └── ServerError          5xx
     └── WaitTimeout              `wait()` ran out of time; carries the last job seen
 
@@ -67,6 +68,11 @@ class Conflict(APIError):
 
 class PayloadTooLarge(APIError):
     """413: the request body is larger than the server accepts."""
+
+
+class TooManyRequests(APIError):
+    """429: the tenant is at its queued-jobs or submit-rate limit; the message says
+    when to try again (the server's `Retry-After`)."""
 
 
 class ServerError(APIError):
