@@ -220,3 +220,80 @@ def test_a_payload_file(cli: Cli, tmp_path: Path) -> None:
     assert outcome.code == 0, outcome.err
     payload.write_text("[1, 2")
     assert_one_line_error(cli("submit", SLEEP, "--payload-file", str(payload)), "invalid JSON")
+
+
+# -- job types and results ----------------------------------------------------------
+
+
+def test_job_types_shows_a_table_and_the_servers_json(server: Any, cli: Cli) -> None:
+    table = cli("job-types")
+    assert table.code == 0, table.err
+    assert table.err == ""
+    rows = {line.split("│")[1].strip(): line for line in table.lines if line.startswith("│")}
+    assert {SLEEP, "test.slow_attempt", "vectorDatabase.build"} <= set(rows)
+    assert "0.5 s" in rows["test.slow_attempt"]  # its attempt time-out
+    assert f"{len(rows)} job types" in table.out
+
+    raw = cli("job-types", "--json")
+    assert raw.code == 0, raw.err
+    with server.client(cli.token) as http:
+        assert json.loads(raw.out) == http.get("/api/v2/genai/jobTypes/").json()
+
+
+def test_result_prints_a_completed_jobs_result_as_json(cli: Cli) -> None:
+    status_id = cli.submit({"seconds": 0})
+    assert cli("wait", status_id, "--timeout", "30").code == 0
+    outcome = cli("result", status_id)
+    assert (outcome.code, outcome.err) == (0, "")
+    assert json.loads(outcome.out) == {"slept": 0.0}
+
+
+def test_result_says_where_a_result_location_is(cli: Cli) -> None:
+    status_id = cli("submit", "test.location", "--wait", "--timeout", "30").lines[0]
+    outcome = cli("result", status_id)
+    assert outcome.code == 0, outcome.err
+    assert json.loads(outcome.out) == {"rows": 42}
+    assert outcome.err == "result location: https://example.invalid/results/42\n"
+
+
+@pytest.mark.parametrize(("payload", "args", "state"), [
+    ({"seconds": 0, "outcome": "error"}, ("--max-attempts", "1"), "ERROR"),
+    ({"seconds": 30}, ("--expires-in", "1"), "EXPIRED"),
+])
+def test_result_of_a_failed_job_is_why_whole_and_exit_1(
+        server: Any, cli: Cli, payload: dict[str, Any], args: tuple[str, ...], state: str) -> None:
+    status_id = cli.submit(payload, *args)
+    assert cli("wait", status_id, "--timeout", "30").code == 1
+    outcome = cli("result", status_id)
+    assert outcome.code == 1
+    assert outcome.err == ""
+    with server.client(cli.token) as http:
+        job = http.get(f"/api/v2/genai/jobs/{status_id}/").json()
+    fields = dict(line.split(":", 1) for line in outcome.lines)
+    assert {name: value.strip() for name, value in fields.items()} == {
+        "statusId": status_id, "status": state, "statusType": SLEEP,
+        "attempts": str(job["attempts"]), "maxAttempts": str(job["maxAttempts"]),
+        "finishedAt": job["finishedAt"], "message": job["message"]}
+    assert job["message"]
+
+
+def test_result_of_an_aborted_job_exits_1_and_of_a_running_one_2(cli: Cli) -> None:
+    status_id = cli.submit({"seconds": 60})
+    running = cli("result", status_id)
+    assert running.code == 2
+    assert running.lines[0].startswith(status_id)
+    assert_one_line_error(running, f"job {status_id} is ", "it has no result yet",
+                          f"genai-jobs wait {status_id}")
+
+    assert cli("cancel", status_id).code == 0
+    assert cli("wait", status_id, "--timeout", "30").code == 1
+    aborted = cli("result", status_id)
+    assert aborted.code == 1
+    assert "status:      ABORTED" in aborted.out
+    assert "aborted by token" in aborted.out
+
+
+def test_result_of_an_unknown_or_bad_id(cli: Cli) -> None:
+    unknown = str(uuid4())
+    assert_one_line_error(cli("result", unknown), f"job {unknown} not found")
+    assert_one_line_error(cli("result", "1234"), "'1234' is not a job id")

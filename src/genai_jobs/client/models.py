@@ -90,3 +90,6 @@ class JobTypeInfo(_ServerModel):
     description: str = ""
     payload_schema: dict[str, Any] = {}
     attempt_timeout_seconds: float | None = None
+    # False when the server lacks what the job type needs (an extra), said in the reason.
+    available: bool = True
+    unavailable_reason: str | None = None
