@@ -1,6 +1,6 @@
 """What is left out, and why, through a real server on SQLite and on PostgreSQL: the bad
-files of an upload (every one reported, or skipped when asked), through the API and the
-command line."""
+files of an upload (every one reported, or skipped when asked) and the documents a build
+finds no text in, through the API, the command line and DataRobot's SDK."""
 
 from __future__ import annotations
 
@@ -16,7 +16,16 @@ import pytest
 
 from tests.pg_support import scratch_store
 from tests.support import Server, run_cli, running_server
-from tests.vectors_support import API, DATASETS, zip_of
+from tests.vectors_support import (
+    API,
+    DATASETS,
+    SOLAR,
+    create_dataset,
+    create_vdb,
+    follow_build,
+    make_pdf,
+    zip_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -216,3 +225,89 @@ def _named_bytes(name: str, content: bytes) -> io.BytesIO:
     data = io.BytesIO(content)
     data.name = name  # type: ignore[attr-defined]
     return data
+
+
+# -- documents a build finds no text in ------------------------------------------------
+
+# Accepted by the upload (a PDF with a page, an HTML file with characters), but without
+# a word to index: a scanned PDF, a page of scripts.
+TEXTLESS = {"scan.pdf": make_pdf([""]),
+            "app.html": b"<html><head><script>var planet = 'Jupiter';</script></head>"
+                        b"<body><div id='root'></div></body></html>"}
+REASONS = {"scan.pdf": "no text in its pages (a scanned PDF holds pictures of text, and no "
+                       "OCR is done here)",
+           "app.html": "no visible text (only markup, scripts or styles)",
+           "blank.html": "no visible text (only markup, scripts or styles)"}
+
+
+def built(client: httpx.Client, dataset_id: str, **fields: Any) -> dict[str, Any]:
+    vdb = create_vdb(client, dataset_id, 64, **fields)
+    assert vdb["skippedDocuments"] == []  # not known before the build has read them
+    final = follow_build(client, vdb["buildStatusId"], timeout=120)[-1]
+    assert final["status"] == "COMPLETED", final
+    vdb = client.get(f"{API}/vectorDatabases/{vdb['id']}/").json()
+    vdb["result"] = final["result"]
+    return vdb
+
+
+def check_textless(skipped: list[dict[str, Any]], names: list[str]) -> None:
+    assert skipped == [{"name": name, "reason": REASONS[name]} for name in names]
+
+
+def test_a_build_shows_the_documents_it_skipped_and_why_on_the_vector_database(
+        client: httpx.Client) -> None:
+    dataset_id = create_dataset(client, [("solar.txt", SOLAR.encode()), *TEXTLESS.items()])
+    vdb = built(client, dataset_id)
+    assert vdb["executionStatus"] == "COMPLETED"
+    check_textless(vdb["skippedDocuments"], ["scan.pdf", "app.html"])
+    assert vdb["result"]["skippedDocuments"] == ["scan.pdf", "app.html"]
+    listed = client.get(f"{API}/vectorDatabases/").json()["data"]
+    assert next(item for item in listed
+                if item["id"] == vdb["id"])["skippedDocuments"] == vdb["skippedDocuments"]
+    # A new version leaves out what its parent left out, and what its own dataset adds.
+    more = create_dataset(client, [("faq.md", b"# FAQ\n\nThe tide turns twice a day."),
+                                   ("blank.html", b"<p> </p><style>p {}</style>")])
+    version = built(client, more, parentVectorDatabaseId=vdb["id"])
+    check_textless(version["skippedDocuments"], ["scan.pdf", "app.html", "blank.html"])
+    assert version["result"]["skippedDocuments"] == ["blank.html"]
+
+
+def test_vdb_create_wait_and_get_name_the_skipped_documents(api: Server,
+                                                           client: httpx.Client) -> None:
+    dataset_id = create_dataset(client, [("solar.txt", SOLAR.encode()), *TEXTLESS.items()])
+    env = cli_env(api, client)
+    created = run_cli("vdb", "create", "--dataset", dataset_id, "--wait", "--timeout", "120",
+                      env=env, timeout=150)
+    vdb_id, status = created.stdout.splitlines()
+    assert status.endswith(" COMPLETED")
+    expected = [f"skipped {name}: {REASONS[name]}" for name in ("scan.pdf", "app.html")]
+    assert created.stderr.splitlines()[-2:] == expected
+    got = run_cli("vdb", "get", vdb_id, env=env)
+    assert " COMPLETED " in got.stdout
+    assert got.stderr.splitlines() == expected
+    as_json = json.loads(run_cli("vdb", "get", vdb_id, "--json", env=env).stdout)
+    assert [item["name"] for item in as_json["skippedDocuments"]] == ["scan.pdf", "app.html"]
+
+
+def test_datarobot_s_sdk_reads_a_vector_database_with_skipped_documents(
+        api: Server, client: httpx.Client, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    from datarobot.client import set_client
+    from datarobot.models.genai.vector_database import VectorDatabase
+
+    dataset_id = create_dataset(client, [("solar.txt", SOLAR.encode()), *TEXTLESS.items()])
+    vdb = built(client, dataset_id)
+    for name in [name for name in os.environ
+                 if name.startswith("DATAROBOT_") or name.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    previous = set_client(None)  # type: ignore[arg-type]
+    try:
+        import datarobot as dr
+
+        dr.Client(endpoint=f"{api.url}/api/v2", token=cli_env(api, client)["GENAI_JOBS_TOKEN"],
+                  max_retries=0)
+        read = VectorDatabase.get(vdb["id"])
+    finally:
+        set_client(previous)  # type: ignore[arg-type]
+    assert (read.execution_status, read.chunks_count) == ("COMPLETED", vdb["chunksCount"])

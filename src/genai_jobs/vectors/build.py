@@ -41,7 +41,9 @@ from genai_jobs.vectors.records import (
     DatasetNotFound,
     Document,
     DocumentInfo,
+    DocumentKind,
     NewChunk,
+    SkippedDocument,
     VectorDatabase,
     VectorDatabaseNotFound,
 )
@@ -57,6 +59,15 @@ JOB_TYPE = "vectorDatabase.build"
 READING_SHARE = 0.05
 # Chunk rows written per transaction while reading documents (text only: cheap).
 CHUNK_WRITE_BATCH = 512
+# Why a document of each kind gave no text (a text file of only white space is refused
+# at upload; an HTML page or a PDF may still hold none).
+NO_TEXT = {
+    DocumentKind.PDF: "no text in its pages (a scanned PDF holds pictures of text, and no "
+                      "OCR is done here)",
+    DocumentKind.HTML: "no visible text (only markup, scripts or styles)",
+    DocumentKind.MARKDOWN: "no text to index",
+    DocumentKind.TEXT: "no text to index",
+}
 
 registry = Registry()
 
@@ -133,22 +144,25 @@ class Build:
     size_bytes: int = 0
 
     async def run(self) -> ResultLocation:
-        reused = await self._copy_parent()
+        reused, inherited = await self._copy_parent()
         total, skipped = await self._write_chunks(self.dataset, reused)
         await self._embed(reused, total)
-        await self.vectors.finish_build(self.vdb.id, self.build_id, total, self.size_bytes)
+        await self.vectors.finish_build(self.vdb.id, self.build_id, total, self.size_bytes,
+                                        [*inherited, *skipped])
         result = {"vectorDatabaseId": str(self.vdb.id), "chunkCount": total,
                   "dimensions": self.vdb.dimensions, "documents": len(self.documents),
-                  "skippedDocuments": skipped, "attempt": self.ctx.attempt,
-                  "version": self.vdb.version, "reusedChunks": reused,
-                  "embeddedChunks": total - reused}
+                  "skippedDocuments": [document.name for document in skipped],
+                  "attempt": self.ctx.attempt, "version": self.vdb.version,
+                  "reusedChunks": reused, "embeddedChunks": total - reused}
         return ResultLocation(self.vdb.url, result)
 
-    async def _copy_parent(self) -> int:
-        """The parent's chunks and vectors, copied as this build's first ones: how many."""
+    async def _copy_parent(self) -> tuple[int, tuple[SkippedDocument, ...]]:
+        """The parent's chunks and vectors, copied as this build's first ones: how many,
+        and the documents the parent left out (this version leaves them out too)."""
         if self.vdb.parent_id is None:
-            return 0
+            return 0, ()
         try:
+            parent = await self.vectors.get_vector_database(self.vdb.parent_id, None)
             copied, self.size_bytes = await self.vectors.copy_chunks(
                 self.vdb.id, self.build_id, self.vdb.parent_id)
         except VectorDatabaseNotFound as exc:
@@ -156,7 +170,7 @@ class Build:
                                  "version starts from its parent's chunks") from exc
         self.ctx.progress(0.0, f"{self.note}reused {copied:,} chunks of the parent "
                                f"{self.vdb.parent_id}")
-        return copied
+        return copied, parent.skipped_documents
 
     async def discard(self) -> None:
         try:
@@ -164,7 +178,8 @@ class Build:
         except Exception as exc:  # the next attempt or a delete clears it anyway
             log.warning("vector database %s: partial build not discarded: %s", self.vdb.id, exc)
 
-    async def _write_chunks(self, dataset: Dataset, first_seq: int) -> tuple[int, list[str]]:
+    async def _write_chunks(self, dataset: Dataset,
+                            first_seq: int) -> tuple[int, list[SkippedDocument]]:
         """Chunk every document and store the chunks after the first `first_seq` ones;
         (chunks in all, documents without text)."""
         chunking = Chunking(self.vdb.chunk_size, self.vdb.chunk_overlap, self.vdb.separators)
@@ -173,7 +188,7 @@ class Build:
         for number, info in enumerate(documents, 1):
             chunks = await self._chunks_of(dataset.id, info, chunking)
             if not chunks:
-                skipped.append(info.name)
+                skipped.append(SkippedDocument(info.name, NO_TEXT[info.kind]))
             for first in range(0, len(chunks), CHUNK_WRITE_BATCH):
                 batch = chunks[first:first + CHUNK_WRITE_BATCH]
                 await self.vectors.add_chunks(self.vdb.id, self.build_id, written, batch)
@@ -184,7 +199,8 @@ class Build:
                               f"({written - first_seq:,} chunks)")
         if written == first_seq:
             raise PermanentError(f"no text to index in dataset {dataset.id}: "
-                                 f"{', '.join(skipped)} have none")
+                                 f"{', '.join(document.name for document in skipped)} "
+                                 "have none")
         return written, skipped
 
     async def _chunks_of(self, dataset_id: UUID, info: DocumentInfo,

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from genai_jobs.cli import remote
 from genai_jobs.cli.errors import CLIError
-from genai_jobs.client import Client, ValidationFailed
+from genai_jobs.client import ValidationFailed
 from genai_jobs.vectors.client import (
     DatasetInfo,
     SearchHit,
@@ -205,11 +205,28 @@ def create(ctx: click.Context, dataset_id: str, name: str | None, chunk_size: in
                f"genai-jobs wait {info.build_status_id}", err=True)
     if then_wait:
         with remote._connected(url, token, str(info.build_status_id)) as jobs:
-            _wait(ctx, jobs, str(info.build_status_id), timeout)
+            try:
+                remote._wait_and_exit(ctx, jobs, str(info.build_status_id), timeout)
+            except click.exceptions.Exit:  # its outcome is printed: then what it left out
+                _print_skipped_documents(url, token, str(info.id))
+                raise
 
 
-def _wait(ctx: click.Context, jobs: Client, status_id: str, timeout: float | None) -> None:
-    remote._wait_and_exit(ctx, jobs, status_id, timeout)
+def _print_skipped_documents(url: str, token: str | None, vdb_id: str) -> None:
+    """The documents a finished build left out, on stderr; a failure to read them is a
+    note, not a change of the exit code, which says how the build ended."""
+    try:
+        with _connected(url, token) as client:
+            info = client.get_vector_database(vdb_id)
+    except CLIError as exc:
+        click.echo(f"note: could not read which documents the build skipped: {exc}", err=True)
+        return
+    _echo_skipped_documents(info)
+
+
+def _echo_skipped_documents(info: VectorDatabaseInfo) -> None:
+    for document in info.skipped_documents:
+        click.echo(f"skipped {document.name}: {document.reason}", err=True)
 
 
 @vdb.command()
@@ -250,6 +267,7 @@ def get_vdb(vdb_id: str, as_json: bool, url: str, token: str | None) -> None:
     with _connected(url, token) as client:
         info = client.get_vector_database(vdb_id)
     click.echo(_as_json(info) if as_json else _vdb_line(info))
+    _echo_skipped_documents(info)
 
 
 @vdb.command("list")

@@ -84,6 +84,11 @@ class _Uploaded(_Model):
     catalog_id: UUID = Field(alias="catalogId")
 
 
+class SkippedDocumentInfo(_Model):
+    name: str
+    reason: str
+
+
 class VectorDatabaseInfo(_Model):
     """A vector database, in DataRobot's shape (the fields this client shows)."""
 
@@ -107,6 +112,8 @@ class VectorDatabaseInfo(_Model):
     version: int
     added_dataset_ids: list[UUID] = Field(alias="addedDatasetIds")
     creation_date: datetime = Field(alias="creationDate")
+    skipped_documents: list[SkippedDocumentInfo] = Field(default_factory=list,
+                                                         alias="skippedDocuments")
 
 
 class SearchHit(_Model):
@@ -321,5 +328,6 @@ def _present(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-__all__ = ["DatasetInfo", "SearchHit", "SkippedFileInfo", "TransportError", "VectorClient",
-           "VectorDatabaseInfo", "bad_files", "upload_body", "upload_files"]
+__all__ = ["DatasetInfo", "SearchHit", "SkippedDocumentInfo", "SkippedFileInfo",
+           "TransportError", "VectorClient", "VectorDatabaseInfo", "bad_files", "upload_body",
+           "upload_files"]

@@ -80,6 +80,14 @@ class BadFile:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedDocument:
+    """A document that a build left out of its index, and why (it has no text)."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewDataset:
     id: UUID  # chosen by the caller, so that its URL is known before it is stored
     tenant: str
@@ -161,6 +169,9 @@ class VectorDatabase:
     built_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # The documents of its datasets left out of the index, its parent's first; written
+    # when the build finishes.
+    skipped_documents: tuple[SkippedDocument, ...] = ()
 
     @property
     def is_built(self) -> bool:

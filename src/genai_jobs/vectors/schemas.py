@@ -4,8 +4,8 @@ Datasets and vector databases have DataRobot's shapes, field for field, because
 DataRobot's own SDK reads them and checks its required keys (a key sent as
 `null` counts as missing there, so every required one has a real value). Our
 extensions are extra keys that the SDK ignores (`buildStatusId`, `dimensions`,
-`metadataColumns` and `skippedFiles` of a dataset) and the search route, which
-DataRobot lacks.
+`skippedDocuments`, `metadataColumns` and `skippedFiles` of a dataset) and the
+search route, which DataRobot lacks.
 """
 
 from __future__ import annotations
@@ -173,6 +173,11 @@ class VectorDatabaseUpdateRequest(_Request):
                                       "connected vector databases here.")
 
 
+class SkippedDocumentResponse(CamelModel):
+    name: str
+    reason: str
+
+
 class VectorDatabaseResponse(CamelModel):
     """DataRobot's vector database (every key its SDK requires), plus extensions."""
 
@@ -217,6 +222,10 @@ class VectorDatabaseResponse(CamelModel):
     # Extensions.
     build_status_id: UUID | None = Field(description="Extension: the job that builds it.")
     dimensions: int = Field(description="Extension: the length of its vectors.")
+    skipped_documents: list[SkippedDocumentResponse] = Field(
+        description="Extension: the documents of its datasets left out of the index because "
+                    "they have no text (a scanned PDF), and why; its parent's first. Known "
+                    "once the build has finished: [] until then.")
 
     @classmethod
     def from_records(cls, vdb: VectorDatabase, job: Job | None) -> VectorDatabaseResponse:
@@ -234,7 +243,10 @@ class VectorDatabaseResponse(CamelModel):
             parent_id=vdb.parent_id, family_id=vdb.family_id,
             metadata_columns=list(vdb.metadata_columns),
             added_dataset_ids=list(vdb.dataset_ids), version=vdb.version,
-            build_status_id=vdb.build_job_id, dimensions=vdb.dimensions)
+            build_status_id=vdb.build_job_id, dimensions=vdb.dimensions,
+            skipped_documents=[SkippedDocumentResponse(name=document.name,
+                                                       reason=document.reason)
+                               for document in vdb.skipped_documents])
 
 
 def execution_status(vdb: VectorDatabase, job: Job | None) -> tuple[ExecutionStatus, str]:

@@ -22,6 +22,7 @@ from genai_jobs.vectors.records import (
     NewDataset,
     NewVectorDatabase,
     Page,
+    SkippedDocument,
     VectorDatabase,
     VectorDatabaseQuery,
 )
@@ -113,10 +114,10 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int,
-                           size_bytes: int) -> None:
+                           size_bytes: int, skipped: Sequence[SkippedDocument]) -> None:
         """Mark the index whole, of `size_bytes` of text and vectors (counted by the build
-        as it wrote them: summing them here would read the whole index back);
-        BuildSuperseded if not ours."""
+        as it wrote them: summing them here would read the whole index back), without the
+        `skipped` documents; BuildSuperseded if not ours."""
 
     @abc.abstractmethod
     async def discard_build(self, vdb_id: UUID, build_id: UUID) -> None:

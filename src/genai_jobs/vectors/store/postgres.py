@@ -30,6 +30,7 @@ from genai_jobs.vectors.records import (
     NewDataset,
     NewVectorDatabase,
     Page,
+    SkippedDocument,
     VectorDatabase,
     VectorDatabaseNotFound,
     VectorDatabaseQuery,
@@ -254,13 +255,14 @@ class PostgresVectorStore(VectorStore):
                                " VALUES (%s, %s, %s, %s)", (vdb_id, first_seq, count, vectors))
 
     async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int,
-                           size_bytes: int) -> None:
+                           size_bytes: int, skipped: Sequence[SkippedDocument]) -> None:
         async with self._transaction() as conn:
             await _check_owner(conn, vdb_id, build_id)
             await conn.execute(
                 "UPDATE vector_databases SET chunk_count = %s, built_at = now(),"
-                " updated_at = now(), size_bytes = %s WHERE id = %s",
-                (chunk_count, size_bytes, vdb_id))
+                " updated_at = now(), size_bytes = %s, skipped_documents = %s WHERE id = %s",
+                (chunk_count, size_bytes, Jsonb(mapping.skipped_documents_json(skipped)),
+                 vdb_id))
 
     async def discard_build(self, vdb_id: UUID, build_id: UUID) -> None:
         async with self._transaction() as conn:
@@ -336,8 +338,8 @@ async def _check_owner(conn: Conn, vdb_id: UUID, build_id: UUID) -> None:
 async def _clear(conn: Conn, vdb_id: UUID) -> None:
     await conn.execute("DELETE FROM vector_chunks WHERE vdb_id = %s", (vdb_id,))
     await conn.execute("DELETE FROM vector_batches WHERE vdb_id = %s", (vdb_id,))
-    await conn.execute("UPDATE vector_databases SET chunk_count = 0, built_at = NULL"
-                       " WHERE id = %s", (vdb_id,))
+    await conn.execute("UPDATE vector_databases SET chunk_count = 0, built_at = NULL,"
+                       " skipped_documents = '[]' WHERE id = %s", (vdb_id,))
 
 
 def _same(value: Any) -> Any:

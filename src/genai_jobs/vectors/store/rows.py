@@ -21,6 +21,7 @@ from genai_jobs.vectors.records import (
     DocumentKind,
     MetadataColumn,
     MetadataType,
+    SkippedDocument,
     VectorDatabase,
     VectorDatabaseQuery,
 )
@@ -62,6 +63,10 @@ def bad_files(value: Any) -> tuple[BadFile, ...]:
     return tuple(BadFile(item["name"], item["type"], item["reason"]) for item in value)
 
 
+def skipped_documents_json(documents: Sequence[SkippedDocument]) -> list[Any]:
+    return [{"name": document.name, "reason": document.reason} for document in documents]
+
+
 def dataset(row: Row, decode: Decoder, document_count: int) -> Dataset:
     return Dataset(id=decode.uuid(row["id"]), version_id=decode.uuid(row["version_id"]),
                    tenant=row["tenant"], name=row["name"], document_count=document_count,
@@ -99,7 +104,9 @@ def vector_database(row: Row, decode: Decoder) -> VectorDatabase:
         build_job_id=decode.maybe_uuid(row["build_job_id"]),
         build_id=decode.maybe_uuid(row["build_id"]), chunk_count=row["chunk_count"],
         size_bytes=row["size_bytes"], built_at=decode.maybe_time(row["built_at"]),
-        created_at=decode.time(row["created_at"]), updated_at=decode.time(row["updated_at"]))
+        created_at=decode.time(row["created_at"]), updated_at=decode.time(row["updated_at"]),
+        skipped_documents=tuple(SkippedDocument(item["name"], item["reason"])
+                                for item in decode.json(row["skipped_documents"])))
 
 
 # Columns a listing may be sorted by, for each sort key (SortKey values).

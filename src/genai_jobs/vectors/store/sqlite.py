@@ -28,6 +28,7 @@ from genai_jobs.vectors.records import (
     NewDataset,
     NewVectorDatabase,
     Page,
+    SkippedDocument,
     VectorDatabase,
     VectorDatabaseNotFound,
     VectorDatabaseQuery,
@@ -263,13 +264,14 @@ class SQLiteVectorStore(VectorStore):
         await self._db.write(insert, bump=False)
 
     async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int,
-                           size_bytes: int) -> None:
+                           size_bytes: int, skipped: Sequence[SkippedDocument]) -> None:
         def finish(tx: WriteTx) -> None:
             _check_owner(tx, vdb_id, build_id)
             tx.conn.execute(
                 "UPDATE vector_databases SET chunk_count = ?, built_at = ?, updated_at = ?,"
-                " size_bytes = ? WHERE id = ?",
-                (chunk_count, tx.now, tx.now, size_bytes, str(vdb_id)))
+                " size_bytes = ?, skipped_documents = ? WHERE id = ?",
+                (chunk_count, tx.now, tx.now, size_bytes,
+                 dump_json(mapping.skipped_documents_json(skipped)), str(vdb_id)))
 
         await self._db.write(finish, bump=False)
 
@@ -336,8 +338,8 @@ def _check_owner(tx: WriteTx, vdb_id: UUID, build_id: UUID) -> None:
 def _clear(tx: WriteTx, vdb_id: UUID) -> None:
     tx.conn.execute("DELETE FROM vector_chunks WHERE vdb_id = ?", (str(vdb_id),))
     tx.conn.execute("DELETE FROM vector_batches WHERE vdb_id = ?", (str(vdb_id),))
-    tx.conn.execute("UPDATE vector_databases SET chunk_count = 0, built_at = NULL"
-                    " WHERE id = ?", (str(vdb_id),))
+    tx.conn.execute("UPDATE vector_databases SET chunk_count = 0, built_at = NULL,"
+                    " skipped_documents = '[]' WHERE id = ?", (str(vdb_id),))
 
 
 def _text(value: UUID | None) -> str | None:
