@@ -291,3 +291,15 @@ def _started(serve: subprocess.Popen[bytes], log: Path) -> str | None:
     if serve.poll() is not None:
         raise AssertionError(f"serve exited {serve.returncode}:\n{text}")
     return text if "genai-jobs serving on" in text else None
+
+
+def test_behind_a_proxy_a_refused_token_learns_nothing_of_the_store(tmp_path: Path) -> None:
+    # Behind a proxy every client connects from the proxy's (local) address: the
+    # store's path is for a user on the server's machine, not for the internet.
+    with running_server(tmp_path, "--workers", "0",
+                        env={"GENAI_JOBS_BEHIND_PROXY": "true"}) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        response = client.get("/api/v2/genai/jobs/",
+                              headers={"Authorization": "Bearer gj_unknown"})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "invalid or revoked token"}

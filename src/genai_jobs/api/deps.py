@@ -103,6 +103,22 @@ def public_location(database_url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+# Clients whose refused token is answered with where the server keeps its tokens.
+_LOCAL_CLIENTS = frozenset({"127.0.0.1", "::1"})
+
+
+def refusal_of_token(request: Request, services: Services) -> str:
+    """Why a token was refused. Said with the store to a client on this machine, since
+    the usual cause is a token made in another store (a `token create` run where a
+    relative SQLite path names another file); a remote client is told nothing of the
+    server's files or hosts, nor is anyone behind a proxy (every client looks local)."""
+    reason = "invalid or revoked token"
+    client = request.client.host if request.client is not None else ""
+    if client in _LOCAL_CLIENTS and not services.settings.behind_proxy:
+        reason += f"; this server's tokens are in --database-url {services.store_location}"
+    return reason
+
+
 def _unauthorized(reason: str) -> HTTPException:
     return HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
 
@@ -136,10 +152,7 @@ async def authenticate(request: Request, services: Services) -> Caller:
     """The caller behind the request's token; 401 without a live one."""
     token = await services.store.find_token(hash_secret(bearer_secret(request.headers)))
     if token is None:
-        # Said with the store, since the usual cause is a token made in another one (a
-        # `token create` run where a relative SQLite path names another file).
-        raise _unauthorized("invalid or revoked token; this server's tokens are in "
-                            f"--database-url {services.store_location}")
+        raise _unauthorized(refusal_of_token(request, services))
     services.note_token_use(token)
     return Caller(token)
 
