@@ -27,7 +27,7 @@ WITH RECURSIVE queued(tenant) AS (
             AND j.tenant > queued.tenant)
     FROM queued WHERE queued.tenant IS NOT NULL
 ),
-heads AS (
+heads AS MATERIALIZED (
     SELECT q.tenant, (SELECT id FROM jobs WHERE tenant = q.tenant AND status = 'INITIALIZED'
                       AND run_after <= :now AND expires_at > :now AND job_type IN ({types})
                       ORDER BY priority DESC, created_at LIMIT 1) AS id
