@@ -16,10 +16,14 @@ Sections (bench/<name>.py), in this order:
                HNSW, HTTP), a build's peak memory as it grows (needs the embeddings extra)
   uploads      DataRobot's `Dataset.create_from_file` of 1, 10, 50 MB beside the upload
                alone, on each store (needs the datarobot package, the dev extra)
+  hostile      hostile clients and noisy tenants (issue 10): slow sockets, 1,500 long-polls,
+               400 big pages, 10 uploads of 160 MB, a flood from one tenant; each against
+               a quiet baseline on the same server (bench/hostile.py, also runs alone)
 
 Results go to bench/results/benchmarks.json (after every section, so an
 interrupted run keeps what it measured); the report to BENCHMARKS.md and
-bench/plots/*.png. `--report-only` renders them again from the JSON.
+bench/plots/*.png (bench/hostile.py writes its own part of the report). `--report-only`
+renders them again from the JSON.
 
 Peers (Celery, RQ, Procrastinate) run from bench/peers/ in their own virtual
 environment, bench/.venv-peers (made by bench/peers/setup_venv.sh when missing).
@@ -48,7 +52,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` and the repo impo
 from bench import harness, peers_runner, report
 
 SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory", "vectors",
-            "uploads")
+            "uploads", "hostile")
 RESULTS = harness.BENCH / "results" / "benchmarks.json"
 
 
@@ -77,7 +81,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.report_only:
-        report.write(json.loads(args.results.read_text()), args.report, args.plots)
+        write_report(json.loads(args.results.read_text()), args.report, args.plots)
         print(f"wrote {args.report} and {args.plots}/")
         return 0
 
@@ -125,12 +129,23 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(folder, ignore_errors=True)
     results["total_seconds"] = round(time.monotonic() - started, 1)
     _save(args.results, results)
-    report.write(results, args.report, args.plots)
+    write_report(results, args.report, args.plots)
     print(f"wrote {args.results}, {args.report} and {args.plots}/ "
           f"in {results['total_seconds'] / 60:.1f} min", flush=True)
     if failed:
         print(f"sections that failed: {', '.join(failed)}", flush=True)
     return 1 if failed else 0
+
+
+def write_report(results: dict[str, Any], markdown: Path, plots: Path) -> None:
+    """bench/report.py's report, with the hostile section's part where it ran."""
+    report.write(results, markdown, plots)
+    section = results["sections"].get("hostile", {})
+    if "cases" in section:
+        from bench import hostile
+
+        hostile.splice(markdown, hostile.markdown(section, results.get("command", "bench/run.py"),
+                                                  "bench/results/benchmarks.json"))
 
 
 def _save(path: Path, results: dict[str, Any]) -> None:

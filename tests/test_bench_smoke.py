@@ -23,13 +23,14 @@ import pytest
 from tests.support import REPO, process_env
 
 SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory", "vectors",
-            "uploads")
+            "uploads", "hostile")
+HOSTILE_CASES = {"slow", "longpolls", "pages", "uploads", "flood"}
 NEED_WRK = ("status_get", "scale")
 HAS_EMBEDDINGS = importlib.util.find_spec("sentence_transformers") is not None
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)  # about 30 s without the vectors section, 60 s with it
+@pytest.mark.timeout(240)  # about 55 s without the vectors section, 85 s with it
 def test_the_benchmark_harness_runs_on_tiny_sizes(tmp_path: Path) -> None:
     results, report, plots = tmp_path / "results.json", tmp_path / "BENCHMARKS.md", tmp_path / "p"
     done = subprocess.run(
@@ -64,6 +65,7 @@ def test_the_benchmark_harness_runs_on_tiny_sizes(tmp_path: Path) -> None:
     if HAS_EMBEDDINGS:
         _assert_vector_figures(sections["vectors"], text)
     _assert_upload_figures(sections["uploads"], text)
+    _assert_hostile_figures(sections["hostile"], text)
 
 
 def _assert_vector_figures(section: dict[str, Any], report: str) -> None:
@@ -93,3 +95,23 @@ def _assert_upload_figures(section: dict[str, Any], report: str) -> None:
     assert sqlite["no_sdk_call_over_sleep"]
     assert "## 8. Dataset uploads" in report
     assert "| SDK upload of ≤ 50 MB vs the upload alone" in report
+
+
+def _assert_hostile_figures(section: dict[str, Any], report: str) -> None:
+    """Every hostile case ran once on SQLite, measured what its targets need, and the
+    report has its part."""
+    cases = {case["case"]: case for case in section["cases"]}
+    assert set(cases) == HOSTILE_CASES
+    for name, case in cases.items():
+        assert "failed" not in case, (name, case.get("failed"))
+        assert case["store"] == "sqlite"
+        assert case["targets"], name
+    slow = cases["slow"]
+    assert slow["closed"] == slow["settings"]["sockets"]
+    assert slow["probe"]["quiet"]["n"] > 0
+    assert slow["probe"]["loaded"]["n"] > 0
+    assert set(cases["longpolls"]["phases"]) == {"one", "status", "jobs"}
+    assert cases["pages"]["page_statuses"] == {"200": cases["pages"]["settings"]["pages"]}
+    assert cases["uploads"]["upload_statuses"] == {"202": cases["uploads"]["settings"]["uploads"]}
+    assert len(cases["flood"]["b_start_seconds"]) == 5
+    assert "## 9. Hostile clients and noisy tenants (issue 10)" in report
