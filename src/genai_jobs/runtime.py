@@ -30,6 +30,7 @@ from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
 from genai_jobs.store import Store, create_store, redact_url
 from genai_jobs.tokens import hash_secret, new_secret
+from genai_jobs.vectors.embeddings import preload_if_configured
 from genai_jobs.worker import Maintenance, Worker
 
 log = logging.getLogger("genai_jobs")
@@ -115,6 +116,9 @@ async def serve(settings: Settings, registry: Registry, announce: Announce) -> N
     listener = bind(settings.host, settings.port)
     async with opened_store(settings) as store:
         await ensure_admin_token(store, announce)
+        # In a thread while the process starts answering, when asked: the first build or
+        # search then finds the embedding model loaded instead of waiting 20-60 s for it.
+        preload_if_configured()
         server = _Server(uvicorn.Config(create_asgi_app(store, registry, settings),
                                         lifespan="off", log_level="warning",
                                         # httptools (measured: docs/explanation/
@@ -155,6 +159,7 @@ async def work(settings: Settings, registry: Registry, announce: Announce) -> No
             raise PortInUse(f"cannot serve metrics on {settings.host}:{settings.metrics_port}:"
                             f" {exc.strerror}") from exc
     async with opened_store(settings) as store:
+        preload_if_configured()  # as in `serve`
         worker = Worker(store, registry, settings, name="worker")
         stop = asyncio.Event()
         _on_signals(worker.request_stop, stop.set)

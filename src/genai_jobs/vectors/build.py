@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from genai_jobs.domain import Job
 from genai_jobs.handlers import JobContext, JobType, PermanentError, Registry, ResultLocation
 from genai_jobs.vectors.chunking import Chunking, chunk_text
-from genai_jobs.vectors.embeddings import Embedder, get_embedder, unavailable_reason
+from genai_jobs.vectors.embeddings import Embedder, get_embedder, is_loaded, unavailable_reason
 from genai_jobs.vectors.extract import ExtractionFailed, extract
 from genai_jobs.vectors.records import (
     BuildSuperseded,
@@ -57,6 +58,9 @@ JOB_TYPE = "vectorDatabase.build"
 # The share of the progress bar given to reading and chunking documents; embedding
 # takes the rest (it is where nearly all the time goes).
 READING_SHARE = 0.05
+# While the first build of a worker process waits for the model, its progress says so
+# this often, with the time spent: each saying is a change that wakes long-polls.
+MODEL_LOADING_TICK_SECONDS = 1.0
 # Chunk rows written per transaction while reading documents (text only: cheap).
 CHUNK_WRITE_BATCH = 512
 # Why a document of each kind gave no text (a text file of only white space is refused
@@ -120,11 +124,33 @@ async def _start(ctx: JobContext, vectors: VectorStore, job: Job, vdb_id: UUID) 
     if ctx.attempt > 1:
         ctx.logger.info("attempt %d starts the build over", ctx.attempt)
         note = f"attempt {ctx.attempt}, started over: "
-    ctx.progress(0.0, f"{note}loading the embedding model {vdb.embedding_model}")
-    embedder = await _in_thread(ctx, lambda: get_embedder(vdb.embedding_model))
+    embedder = await _load_model(ctx, vdb.embedding_model, note)
     assert vdb.build_id is not None
     return Build(ctx, vectors, vdb, vdb.build_id, dataset, documents, embedder,
                  vector_settings().vector_build_batch_size, note)
+
+
+async def _load_model(ctx: JobContext, name: str, note: str) -> Embedder:
+    """The model, loaded in a thread on first use in this process, saying so meanwhile."""
+    if is_loaded(name):  # at hand: nothing worth saying
+        return await _in_thread(ctx, lambda: get_embedder(name))
+    saying = asyncio.ensure_future(_say_loading(ctx, name, note))
+    try:
+        return await _in_thread(ctx, lambda: get_embedder(name))
+    finally:
+        saying.cancel()
+
+
+async def _say_loading(ctx: JobContext, name: str, note: str) -> None:
+    """Report the model's loading every tick, until cancelled once it is loaded. A
+    message that changes wakes every watcher's long-poll: one said once, just after the
+    job turned RUNNING, would be missed by a watcher whose next poll came after it."""
+    started = time.monotonic()
+    while True:  # bounded by the load, which cancels this, and the attempt's time-out
+        ctx.progress(0.0, f"{note}loading the embedding model {name} "
+                          f"({time.monotonic() - started:.0f} s so far; once per worker "
+                          "process, up to a minute)")
+        await asyncio.sleep(MODEL_LOADING_TICK_SECONDS)
 
 
 @dataclass

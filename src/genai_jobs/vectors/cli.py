@@ -8,6 +8,7 @@ stderr, and turn failures into one-line errors.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any, NoReturn
 
 import click
 from pydantic import BaseModel
+from rich.console import Console
+from rich.markup import escape
 
 from genai_jobs.cli import remote
 from genai_jobs.cli.errors import CLIError
@@ -30,6 +33,11 @@ from genai_jobs.vectors.client import (
 
 # How much of a hit's text `vdb search` shows on its line.
 SNIPPET_CHARS = 160
+# A search still unanswered after this long is most likely the first of the server
+# process, which loads the embedding model first: `vdb search` says so.
+SLOW_SEARCH_SECONDS = 1.0
+SLOW_SEARCH_NOTICE = ("searching: the first search after the server starts waits for it to "
+                      "load the embedding model (up to a minute)")
 
 
 @contextmanager
@@ -239,13 +247,39 @@ def _echo_skipped_documents(info: VectorDatabaseInfo) -> None:
 def search(vdb_id: str, query: str, k: int, as_json: bool, url: str,
            token: str | None) -> None:
     """Print the K chunks of vector database ID nearest QUERY, best first."""
-    with _connected(url, token) as client:
+    with _connected(url, token) as client, _notice_if_slow(SLOW_SEARCH_NOTICE,
+                                                           SLOW_SEARCH_SECONDS):
         hits = client.search(vdb_id, query, k)
     if as_json:
         click.echo(_as_json(hits))
         return
     for hit in hits:
         click.echo(_hit_line(hit))
+
+
+@contextmanager
+def _notice_if_slow(message: str, after: float) -> Iterator[None]:
+    """Once the block has taken `after` seconds, say on stderr what it waits for: with
+    a spinner on a terminal (gone when it ends), else as one line."""
+    console = Console(stderr=True)
+    done = threading.Event()
+
+    def notice() -> None:
+        if done.wait(after):
+            return
+        if not console.is_terminal:
+            click.echo(message, err=True)
+            return
+        with console.status(escape(message)):
+            done.wait()
+
+    thread = threading.Thread(target=notice, name="slow-notice", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def _hit_line(hit: SearchHit) -> str:

@@ -5,6 +5,11 @@ a remote embedding API) is one more implementation, not a change to them.
 Models load once per process (loading takes seconds; each job reuses it) and
 only from files installed with a package: the Hugging Face hub is switched
 offline before its libraries are imported, so nothing is ever downloaded.
+
+Loading takes 5 to 60 seconds (torch's import, then the weights), all of it on
+the first build or search of a process unless the process preloads the model
+at start (GENAI_JOBS_PRELOAD_EMBEDDINGS): in a daemon thread, so that the
+process answers meanwhile and a stop never waits for it.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +30,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     Matrix = npt.NDArray[np.float32]
+
+log = logging.getLogger("genai_jobs.vectors")
 
 INSTALL_HINT = "pip install 'genai-jobs[embeddings]'"
 # What the embeddings extra brings that this module imports (module names).
@@ -178,6 +187,46 @@ def get_embedder(name: str) -> Embedder:
     with _loading:
         embedder = _loaded.get(spec.name)
         if embedder is None:
+            started = time.monotonic()
+            log.info("loading the embedding model %s", spec.name)
             embedder = SentenceTransformerEmbedder(spec)
             _loaded[spec.name] = embedder
+            log.info("embedding model %s loaded in %.1f s", spec.name,
+                     time.monotonic() - started)
         return embedder
+
+
+def is_loaded(name: str) -> bool:
+    """Whether model `name` is loaded in this process (a first use would not wait)."""
+    return model_spec(name).name in _loaded
+
+
+def preload(name: str = DEFAULT_MODEL) -> threading.Thread:
+    """Load model `name` in a daemon thread, so that the first build or search of this
+    process finds it loaded (a build or search that comes sooner waits for this load,
+    not for one of its own); without the embeddings extra, a warning and nothing else."""
+    def load() -> None:
+        reason = unavailable_reason(model_spec(name))
+        if reason is not None:
+            log.warning("the embedding model is not preloaded: it %s", reason)
+            return
+        try:
+            get_embedder(name)
+        except Exception:  # a build or search will try again and report it
+            log.exception("preloading the embedding model %s failed", name)
+
+    thread = threading.Thread(target=load, name="preload-embeddings", daemon=True)
+    thread.start()
+    return thread
+
+
+def preload_if_configured() -> threading.Thread | None:
+    """`preload` the default model when GENAI_JOBS_PRELOAD_EMBEDDINGS says so (called
+    by `serve` and `worker` as they start)."""
+    from genai_jobs.vectors.settings import vector_settings
+
+    if not vector_settings().preload_embeddings:
+        return None
+    log.info("preloading the embedding model %s in the background "
+             "(GENAI_JOBS_PRELOAD_EMBEDDINGS)", DEFAULT_MODEL)
+    return preload(DEFAULT_MODEL)

@@ -28,6 +28,9 @@ class VectorSettings(BaseSettings):
     # Builds: chunks embedded and written per batch (abort and deadlines are
     # honoured between batches; progress is reported after each).
     vector_build_batch_size: int = Field(default=64, ge=1, le=4096)
+    # Load the embedding model in the background when `serve` or `worker` starts,
+    # so that the first build or search does not wait for it.
+    preload_embeddings: bool = False
 
     # Search: vectors kept in memory by this process, across vector databases.
     vector_cache_bytes: int = Field(default=2048 * MIB, ge=0)
