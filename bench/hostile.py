@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import multiprocessing
 import re
 import shutil
 import sys
@@ -83,6 +84,7 @@ PROBE_CLIENTS = 4
 PROBE_INTERVAL = 0.02  # seconds between two requests of one client
 WARM_UP_REQUESTS = 50
 REQUEST_SECONDS = 15.0  # the longest a well-behaved request may take: past it, an error
+PROBE_START_SECONDS = 30.0  # for the process of the well-behaved clients to start
 # Opening many connections: at most this many being opened at once.
 CONNECT_BATCH = 100
 CONNECT_SECONDS = 10.0
@@ -99,6 +101,7 @@ UPLOAD_MEMORY_FACTOR = 1.7  # api/admission.py: an ingest holds about 1.7 x its 
 LOG_EVERY_SECONDS = 10.0  # api/connections.py: one line per kind this often at most
 
 # The cases' fixed settings.
+LONGPOLL_COUNTERS = ("wakeups", "reads")  # genai_jobs_longpoll_*_total in /metrics
 RELEASE_SLACK_SECONDS = 15.0  # past a long-poll's waitSeconds, for clients that left
 PAGE_LIMIT = 1000
 BIG_PAGE_SLOTS = 4  # GENAI_JOBS_MAX_CONCURRENT_BIG_PAGES, the default
@@ -249,24 +252,24 @@ class Tally:
                 "errors": sum(self.errors.values()), "error_kinds": dict(self.errors)}
 
 
-async def paced(port: int, call: Call, stop: asyncio.Event, seconds: float,
+async def paced(port: int, call: Call, stopped: Callable[[], bool], seconds: float,
                 clients: int = PROBE_CLIENTS, interval: float = PROBE_INTERVAL,
                 one_fresh: bool = True) -> Tally:
-    """`clients` clients sending `call` every `interval` s until `stop` or `seconds`;
+    """`clients` clients sending `call` every `interval` s until `stopped()` or `seconds`;
     with `one_fresh`, client 0 opens a new connection for each request."""
     tally = Tally()
     deadline = time.monotonic() + seconds
-    await asyncio.gather(*(_paced_client(port, call, stop, deadline, interval, tally,
+    await asyncio.gather(*(_paced_client(port, call, stopped, deadline, interval, tally,
                                          fresh=one_fresh and number == 0)
                            for number in range(clients)))
     return tally
 
 
-async def _paced_client(port: int, call: Call, stop: asyncio.Event, deadline: float,
+async def _paced_client(port: int, call: Call, stopped: Callable[[], bool], deadline: float,
                         interval: float, tally: Tally, fresh: bool) -> None:
     connection: Connection | None = None
     due = time.monotonic()
-    while not stop.is_set() and time.monotonic() < deadline:
+    while not stopped() and time.monotonic() < deadline:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(REQUEST_SECONDS):
@@ -285,32 +288,92 @@ async def _paced_client(port: int, call: Call, stop: asyncio.Event, deadline: fl
                 connection.close()
                 connection = None
         due = max(due + interval, time.monotonic())  # late: no burst to catch up
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(due - time.monotonic()):
-                await stop.wait()
+        await asyncio.sleep(due - time.monotonic())
     if connection is not None:
         connection.close()
+
+
+class Probe:
+    """Well-behaved clients (`paced`) in a process of their own, so that what this
+    process does meanwhile (2,000 sockets closed at once, 1,500 long-polls answered)
+    never delays their answers: what they measure is the server. They run from the
+    block's start until it is left, at most `longest` s; then `tally()`."""
+
+    def __init__(self, port: int, call: Call, longest: float, clients: int = PROBE_CLIENTS,
+                 one_fresh: bool = True) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        self._stop = context.Event()
+        self._pipe, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_probe_process, daemon=True,
+            args=(port, dataclasses.astuple(call), longest, clients, one_fresh, self._stop,
+                  theirs))
+        self._longest = longest
+        self._result: Tally | None = None
+
+    def __enter__(self) -> Probe:
+        self._process.start()
+        if not self._pipe.poll(PROBE_START_SECONDS) or self._pipe.recv() != "ready":
+            self._end()
+            raise RuntimeError(f"the probe process did not start in {PROBE_START_SECONDS} s")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self.collect(REQUEST_SECONDS + PROBE_START_SECONDS)
+        self._end()
+
+    def collect(self, timeout: float) -> None:
+        """Wait at most `timeout` s for the figures (the clients stop at their deadline)."""
+        if self._result is None and self._pipe.poll(timeout):
+            latencies, errors = self._pipe.recv()
+            self._result = Tally(latencies, Counter(errors))
+
+    def _end(self) -> None:
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=10)
+
+    def tally(self) -> Tally:
+        if self._result is None:
+            raise RuntimeError("the probe process sent no figures")
+        return self._result
+
+
+def _probe_process(port: int, call: tuple[Any, ...], longest: float, clients: int,
+                   one_fresh: bool, stop: Any, pipe: Any) -> None:
+    pipe.send("ready")
+    tally = asyncio.run(paced(port, Call(*call), stop.is_set, longest, clients,
+                              one_fresh=one_fresh))
+    pipe.send((tally.latencies_ms, dict(tally.errors)))
+
+
+async def measured(port: int, call: Call, seconds: float) -> Tally:
+    """`seconds` of the well-behaved clients, while this loop does nothing else."""
+    async with probing(port, call, seconds) as probe:
+        await asyncio.to_thread(probe.collect, seconds + REQUEST_SECONDS + PROBE_START_SECONDS)
+    return probe.tally()
 
 
 async def baseline(port: int, call: Call, seconds: float) -> Tally:
     """Warm the route up, then the quiet baseline."""
     for _ in range(WARM_UP_REQUESTS):
         await request_once(port, call)
-    return await paced(port, call, asyncio.Event(), seconds)
+    return await measured(port, call, seconds)
 
 
 @contextlib.asynccontextmanager
-async def probing(port: int, call: Call, longest: float) -> AsyncIterator[dict[str, Tally]]:
-    """The well-behaved clients for the length of the block (at most `longest` s); the
-    tally is complete once the block is left."""
-    stop = asyncio.Event()
-    tally_task = asyncio.create_task(paced(port, call, stop, longest))
-    holder: dict[str, Tally] = {}
+async def probing(port: int, call: Call, longest: float, clients: int = PROBE_CLIENTS,
+                  one_fresh: bool = True) -> AsyncIterator[Probe]:
+    """The well-behaved clients for the length of the block (at most `longest` s), started
+    before it; `tally()` once the block is left."""
+    probe = Probe(port, call, longest, clients, one_fresh)
+    await asyncio.to_thread(probe.__enter__)
     try:
-        yield holder
+        yield probe
     finally:
-        stop.set()
-        holder["tally"] = await tally_task
+        await asyncio.to_thread(probe.__exit__)
 
 
 def probe_figures(quiet: Tally, loaded: Tally) -> dict[str, Any]:
@@ -464,7 +527,7 @@ async def _slow(server: Service, prepared: dict[str, Any], sizes: Sizes) -> dict
     closed = [one for one in sockets if one.closed == one.closed]
     sent = [one.sent for one in sockets if one.sent == one.sent]
     lines = log_lines(server, SLOW_LOG)[lines_before:]
-    return {"probe": probe_figures(quiet, probe["tally"]), "server": watch.figures(),
+    return {"probe": probe_figures(quiet, probe.tally()), "server": watch.figures(),
             "opened": len(sent), "closed": len(closed),
             "answers": dict(Counter(one.answer[:12].decode(errors="replace") or "(none)"
                                     for one in closed)),
@@ -603,11 +666,13 @@ async def _longpoll_phase(server: Service, token: str, targets: Sequence[str], s
             port, Call("GET", target, token), gate, pollers, sizes.wait_seconds)))
     try:
         held = await _until_held(server.base, pollers, count, "/status/" in targets[0])
-        answered0 = pollers.answered
-        with ServerWatch(server.pid) as watch:
-            tally = await paced(port, submit, asyncio.Event(), sizes.quiet_seconds, clients=1,
-                                one_fresh=False)
-        answered = pollers.answered - answered0
+        async with probing(port, submit, sizes.quiet_seconds, 1, one_fresh=False) as probe:
+            answered0, counted0 = pollers.answered, await asyncio.to_thread(counters, server)
+            with ServerWatch(server.pid) as watch:
+                await asyncio.to_thread(probe.collect, sizes.quiet_seconds + REQUEST_SECONDS)
+            answered, counted = pollers.answered - answered0, await asyncio.to_thread(
+                counters, server)
+        tally = probe.tally()
     finally:
         await pollers.close()
     released = (await _until_released(server.base, sizes.wait_seconds + RELEASE_SLACK_SECONDS)
@@ -615,7 +680,20 @@ async def _longpoll_phase(server: Service, token: str, targets: Sequence[str], s
     return {"long_polls": count, "held_seconds": held,
             "submit": tally.summary(), "server": watch.figures(),
             "long_poll_answers_per_second": answered / watch.seconds,
+            **{f"{name}_per_second": (counted[name] - counted0[name]) / watch.seconds
+               for name in LONGPOLL_COUNTERS},
             "long_poll_errors": dict(pollers.errors), "waiters_gone_after": released}
+
+
+def counters(server: Service) -> dict[str, float]:
+    """The server's long-poll counters (/metrics), nan where unread."""
+    status, _, body = harness.http_get(server.base + "/metrics")
+    found = {}
+    for name in LONGPOLL_COUNTERS:
+        match = re.search(rf"^genai_jobs_longpoll_{name}_total (\S+)$".encode(), body,
+                          re.MULTILINE)
+        found[name] = float(match.group(1)) if status == 200 and match else math.nan
+    return found
 
 
 async def _long_poll(port: int, call: Call, gate: asyncio.Semaphore, pollers: Pollers,
@@ -709,7 +787,7 @@ async def _pages(server: Service, prepared: dict[str, Any], sizes: Sizes) -> dic
     finally:
         for connection in connections:
             connection.close()
-    return {"probe": probe_figures(quiet, probe["tally"]), "server": watch.figures(),
+    return {"probe": probe_figures(quiet, probe.tally()), "server": watch.figures(),
             "page_bytes": len(body), "page_statuses": dict(Counter(s for s, _ in outcomes)),
             "page_seconds": _spread_of([seconds for _, seconds in outcomes])}
 
@@ -788,7 +866,7 @@ async def _uploads(server: Service, prepared: dict[str, Any], sizes: Sizes,
                        for number in range(sizes.uploads)]
             fire.set()
             await asyncio.gather(*sending)
-    return {"probe": probe_figures(quiet, probe["tally"]), "server": watch.figures(),
+    return {"probe": probe_figures(quiet, probe.tally()), "server": watch.figures(),
             "upload_statuses": dict(Counter(s for s, _ in outcomes)),
             "upload_seconds": _spread_of([seconds for _, seconds in outcomes])}
 
@@ -1073,7 +1151,8 @@ def _detail_longpolls(case: dict[str, Any]) -> str:
             f"{phase['long_polls']:,} on the {phase['route']} route: submit p50/p99 "
             f"{submit['p50']:.2f}/{submit['p99']:.2f} ms ({submit['n']} submits, "
             f"{submit['errors']} errors), server CPU {phase['server']['cpu_share']:.0%}, "
-            f"{phase['long_poll_answers_per_second']:.0f} long-poll answers/s"
+            f"{phase['long_poll_answers_per_second']:.0f} long-poll answers/s (wake-ups "
+            f"{phase['wakeups_per_second']:.0f}/s, reads {phase['reads_per_second']:.0f}/s)"
             + ("" if name == "one" else _released(phase['waiters_gone_after'])))
     settings = case["settings"]
     return (f"{settings['jobs']} `diagnostics.sleep` jobs RUNNING (`serve --workers 1 "
