@@ -30,7 +30,7 @@ from genai_jobs.api.schemas import CamelModel
 from genai_jobs.api.urls import base_url
 from genai_jobs.domain import NewJob
 from genai_jobs.vectors.datasets import SUPPORTED_UPLOADS, Ingested, Limits, ingest_file
-from genai_jobs.vectors.deps import Limit, Offset, VectorsDep, links, rejected
+from genai_jobs.vectors.deps import Limit, Offset, VectorsDep, links, only_methods, rejected
 from genai_jobs.vectors.records import Dataset, NewDataset, Page
 from genai_jobs.vectors.schemas import (
     MAX_NAME_CHARS,
@@ -100,6 +100,9 @@ async def upload_dataset(request: Request, response: Response, services: Service
     response.headers["Location"] = f"{base}{PREFIX}/status/{job.id}/"
     return UploadResponse(status_id=job.id, catalog_id=dataset.id,
                           catalog_version_id=dataset.version_id)
+
+
+only_methods(router, "/datasets/fromFile/", "POST")
 
 
 def _ingest_job(caller: Caller, file_name: str, dataset: Dataset) -> NewJob:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 
 from genai_jobs.api.deps import Services
 from genai_jobs.api.errors import PayloadRejected
@@ -126,3 +127,22 @@ def links(request: Request, services: Services, offset: int, limit: int, count: 
 
 def rejected(loc: list[str | int], kind: str, message: str) -> PayloadRejected:
     return PayloadRejected([{"loc": loc, "msg": message, "type": kind}])
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def only_methods(router: APIRouter, path: str, *allowed: str) -> None:
+    """Answer 405 (`Allow: <allowed>`) to other methods at `path`, a fixed path that a
+    templated route would take too (`/datasets/fromFile/` is also `/datasets/{datasetId}/`).
+    OpenAPI matches a fixed path before a template; the router would hand the template's
+    methods to it (a 422: not a UUID) and list them in its 405s. Add before the template."""
+    allow = ", ".join(allowed)
+
+    async def method_not_allowed() -> JSONResponse:
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405,
+                            headers={"Allow": allow})
+
+    others = [method for method in _METHODS if method not in allowed
+              and not (method == "HEAD" and "GET" in allowed)]
+    router.add_api_route(path, method_not_allowed, methods=others, include_in_schema=False)

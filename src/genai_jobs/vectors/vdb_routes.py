@@ -31,6 +31,7 @@ from genai_jobs.vectors.deps import (
     VectorsDep,
     VectorServices,
     links,
+    only_methods,
     rejected,
 )
 from genai_jobs.vectors.embeddings import (
@@ -88,6 +89,11 @@ async def supported_retrieval_settings(caller: CallerDep) -> dict[str, Any]:
     return capabilities.supported_retrieval_settings()
 
 
+# Other methods at these paths are a 405, not `/{vectorDatabaseId}/`'s (see only_methods).
+for _name in ("supportedEmbeddings", "supportedTextChunkings", "supportedRetrievalSettings"):
+    only_methods(router, f"{PATH}/{_name}/", "GET")
+
+
 @router.get("/userLimits/vectorDatabases/", response_model=CountResponse,
             summary="How many vector databases the caller's tenant has.")
 async def vector_database_count(caller: CallerDep, vectors: VectorsDep) -> CountResponse:
@@ -100,7 +106,7 @@ async def vector_database_count(caller: CallerDep, vectors: VectorsDep) -> Count
 
 @router.post(f"{PATH}/", status_code=202, response_model=VectorDatabaseResponse,
              summary="Create a vector database (or a new version of one); it builds as a job.",
-             responses=errors(404, 409, 413))
+             responses=errors(404, 409, 413, 429))
 async def create_vector_database(body: VectorDatabaseCreateRequest, request: Request,
                                  response: Response, services: ServicesDep,
                                  caller: CallerDep,
@@ -227,7 +233,10 @@ def _build_job(body: VectorDatabaseCreateRequest, caller: Caller, vdb: VectorDat
 
 SortParameter = Annotated[str | None, Query(
     description="A field to sort by, `-` first for descending: "
-                + ", ".join(key.value for key in SortKey) + " (default -creationDate).")]
+                + ", ".join(key.value for key in SortKey) + " (default -creationDate).",
+    # The document lists what `_sort` takes; `_sort` refuses the rest with its own message.
+    json_schema_extra={"enum": [f"{sign}{key.value}" for key in SortKey for sign in ("", "-")]},
+)]
 
 
 @router.get(f"{PATH}/", response_model=VectorDatabaseListResponse,
@@ -339,11 +348,10 @@ async def search(vectorDatabaseId: UUID, body: SearchRequest, caller: CallerDep,
                        **errors(404, 409, 501)},
             summary="Download the chunks and their vectors as a Parquet file (streamed).")
 async def text_and_embeddings(vectorDatabaseId: UUID, caller: CallerDep, vectors: VectorsDep,
-                              part: Annotated[int | None, Query(ge=1)] = None,
+                              part: Annotated[int | None, Query(
+                                  ge=1, le=1, description="A vector database built here has "
+                                  "one part.")] = None,
                               ) -> StreamingResponse:
-    if part is not None and part != 1:
-        raise rejected(["query", "part"], "less_than_equal",
-                       "a vector database built here has one part")
     vdb = await _built(vectors, vectorDatabaseId, caller)
     try:  # pyarrow comes with the embeddings extra
         from genai_jobs.vectors import export

@@ -48,7 +48,9 @@ NOT_SERVED: list[tuple[str, list[str], str]] = [
     *[(f"/datasets/{source}/", ["POST"], f"datasets {source}") for source in [
         "fromURL", "fromDataSource", "fromDataEngineWorkspaceState", "fromProject",
         "fromStage", "fromRecipe"]],
-    ("/datasets/{datasetId}/{rest:path}", ANY_METHOD,
+    # `{area}` makes the part after the id non-empty: `/datasets/{id}/` itself (and
+    # `/datasets/fromFile/`) is served, and other methods there are a 405, not this 501.
+    ("/datasets/{datasetId}/{area}{rest:path}", ANY_METHOD,
      "dataset versions, files, features and sharing"),
 ]
 

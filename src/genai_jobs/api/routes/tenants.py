@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic.alias_generators import to_camel
 
 from genai_jobs.api.deps import Caller, CallerDep, ServicesDep
@@ -35,8 +35,10 @@ class LimitsBody(BaseModel):
                                           description="Jobs of the tenant running at once.")
     max_queued: StrictInt | None = Field(default=None, ge=0, le=10**9,
                                          description="Jobs of the tenant waiting to start.")
-    submits_per_second: StrictFloat | StrictInt | None = Field(
-        default=None, gt=0, le=1_000_000,
+    # A strict float takes an int too, never a string or a boolean. (`StrictFloat | StrictInt`
+    # hid the bounds from the OpenAPI document: a union's `gt` and `le` are not JSON Schema.)
+    submits_per_second: float | None = Field(
+        default=None, strict=True, gt=0, le=1_000_000,
         description="Jobs the tenant may create per second, over a sliding window "
                     "(one second, or 1/rate seconds for rates below 1).")
     max_priority: StrictInt | None = Field(default=None, ge=-1_000_000, le=1_000_000,
