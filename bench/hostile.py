@@ -76,6 +76,9 @@ CASE_STORES: dict[str, tuple[str, ...]] = {
     "slow": ("sqlite",), "longpolls": ("postgres",), "pages": harness.BACKENDS,
     "uploads": ("sqlite",), "flood": harness.BACKENDS}
 RESULTS = harness.BENCH / "results" / "hostile"
+# Kept by hand (what the figures show, what was measured beside them): copied in under the
+# table, as bench/report.py copies bench/NOTES.md.
+NOTES = RESULTS / "notes.md"
 HEADING = "## 9. Hostile clients and noisy tenants (issue 10)"
 SETTINGS_HEADING = "## Settings and versions"
 
@@ -245,6 +248,12 @@ class Tally:
 
     latencies_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
+    sent_at: list[float] = field(default_factory=list)  # time.monotonic() of each request
+
+    def slowest(self, since: float, count: int = 10) -> list[tuple[float, float]]:
+        """(seconds after `since` it was sent, ms) of the `count` slowest answers."""
+        pairs = sorted(zip(self.latencies_ms, self.sent_at, strict=True))[-count:]
+        return [(round(sent - since, 2), round(ms, 1)) for ms, sent in reversed(pairs)]
 
     def summary(self) -> dict[str, Any]:
         return {**harness.percentiles(self.latencies_ms),
@@ -270,13 +279,14 @@ async def _paced_client(port: int, call: Call, stopped: Callable[[], bool], dead
     connection: Connection | None = None
     due = time.monotonic()
     while not stopped() and time.monotonic() < deadline:
-        started = time.perf_counter()
+        started, sent_at = time.perf_counter(), time.monotonic()
         try:
             async with asyncio.timeout(REQUEST_SECONDS):
                 connection = connection or await Connection.open(port)
                 answer = await connection.request(call)
             if answer.status == call.expect:
                 tally.latencies_ms.append((time.perf_counter() - started) * 1000)
+                tally.sent_at.append(sent_at)
             else:
                 tally.errors[f"status {answer.status}"] += 1
             if fresh or answer.closes:
@@ -326,8 +336,8 @@ class Probe:
     def collect(self, timeout: float) -> None:
         """Wait at most `timeout` s for the figures (the clients stop at their deadline)."""
         if self._result is None and self._pipe.poll(timeout):
-            latencies, errors = self._pipe.recv()
-            self._result = Tally(latencies, Counter(errors))
+            latencies, errors, sent_at = self._pipe.recv()
+            self._result = Tally(latencies, Counter(errors), sent_at)
 
     def _end(self) -> None:
         self._process.join(timeout=10)
@@ -346,7 +356,7 @@ def _probe_process(port: int, call: tuple[Any, ...], longest: float, clients: in
     pipe.send("ready")
     tally = asyncio.run(paced(port, Call(*call), stop.is_set, longest, clients,
                               one_fresh=one_fresh))
-    pipe.send((tally.latencies_ms, dict(tally.errors)))
+    pipe.send((tally.latencies_ms, dict(tally.errors), tally.sent_at))
 
 
 async def measured(port: int, call: Call, seconds: float) -> Tally:
@@ -528,6 +538,10 @@ async def _slow(server: Service, prepared: dict[str, Any], sizes: Sizes) -> dict
     sent = [one.sent for one in sockets if one.sent == one.sent]
     lines = log_lines(server, SLOW_LOG)[lines_before:]
     return {"probe": probe_figures(quiet, probe.tally()), "server": watch.figures(),
+            "slowest_requests": probe.tally().slowest(started),
+            "last_quiet_after": max(sent, default=math.nan) - started,
+            "first_closed_after": min((one.closed for one in closed), default=math.nan)
+            - started,
             "opened": len(sent), "closed": len(closed),
             "answers": dict(Counter(one.answer[:12].decode(errors="replace") or "(none)"
                                     for one in closed)),
@@ -1086,8 +1100,9 @@ def markdown(section: dict[str, Any], command: str = "python -m bench.hostile",
                          (f" (**{ratio}**)" if ratio else ""), _verdict(row["met"])])
     table = "\n".join(["| case | store | target | figure | verdict |", "|---|---|---|---|---|",
                        *("| " + " | ".join(cells) + " |" for cells in rows)])
+    notes = NOTES.read_text().strip() + "\n\n" if NOTES.exists() else ""
     return (f"{HEADING}\n\n{_intro(measured, settings, command, where)}\n\n{table}\n\n"
-            f"{_details(section)}\n")
+            f"{notes}{_details(section)}\n")
 
 
 def _intro(measured: dict[str, Any], settings: dict[str, Any], command: str,
@@ -1133,10 +1148,25 @@ def _detail_slow(case: dict[str, Any]) -> str:
     return (f"{case['settings']['sockets']:,} sockets each sent `GET /status/…` up to the "
             "middle of its `Authorization` header and went quiet, opened "
             f"{CONNECT_BATCH} at a time; {case['opened']:,} opened, {case['closed']:,} "
-            f"closed by the server (answers: {case['answers']}). {_probe_line(case['probe'])}. "
+            f"closed by the server (answers: {case['answers']}){_slow_timing(case)}. "
+            f"{_probe_line(case['probe'])}{_slowest(case.get('slowest_requests'))}. "
             f"Server CPU {case['server']['cpu_share']:.0%} of a core over "
             f"{case['server']['seconds']:.0f} s. Log lines: "
             + ("; ".join(f"`{_log_text(line)}`" for line in lines[:4]) or "none") + ".")
+
+
+def _slow_timing(case: dict[str, Any]) -> str:
+    if "last_quiet_after" not in case:  # not recorded before these were added
+        return ""
+    return (f"; the last went quiet {case['last_quiet_after']:.1f} s after the first opened, "
+            f"the first was closed after {case['first_closed_after']:.1f} s")
+
+
+def _slowest(pairs: list[tuple[float, float]] | None) -> str:
+    if not pairs:
+        return ""
+    return ("; the slowest answers, ms at s after the first slow socket opened: "
+            + ", ".join(f"{ms:.0f} at {at:.1f}" for at, ms in pairs[:6]))
 
 
 def _log_text(line: str) -> str:
@@ -1249,11 +1279,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="folder for results.json and results.md")
     parser.add_argument("--benchmarks", type=Path,
                         help="also put the section in this report (e.g. BENCHMARKS.md)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="write results.md (and --benchmarks) again from results.json")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.render_only:
+        write(json.loads((args.out / "results.json").read_text()), args.out, args.benchmarks)
+        return 0
     folder = Path(tempfile.mkdtemp(prefix="genai-jobs-hostile-"))
     ctx = Run(folder=folder, quick=args.quick, smoke=args.smoke, rounds=1,
               backends=args.backends, peers=False)
