@@ -83,7 +83,7 @@ def list_tenants(database_url: str) -> None:
               help="Jobs of the tenant waiting to start; more submits are refused (429).")
 @click.option("--submits-per-second", type=_Limit(float, 0, strict=True),
               help="Jobs the tenant may create per second; more are refused (429).")
-@click.option("--max-priority", type=_Limit(int, -1_000_000, strict=False),
+@click.option("--max-priority", type=_Limit(int, 0, strict=False),
               help="The highest priority the tenant may submit; higher is refused (422).")
 @click.option("--clear", is_flag=True, help="Lift all of the tenant's own limits first.")
 @options.database_url

@@ -41,7 +41,9 @@ class LimitsBody(BaseModel):
         default=None, strict=True, gt=0, le=1_000_000,
         description="Jobs the tenant may create per second, over a sliding window "
                     "(one second, or 1/rate seconds for rates below 1).")
-    max_priority: StrictInt | None = Field(default=None, ge=-1_000_000, le=1_000_000,
+    # Not below 0: a cap keeps a tenant from jumping the queue; below the default
+    # priority it would refuse every plain submit (and every vector database build).
+    max_priority: StrictInt | None = Field(default=None, ge=0, le=1_000_000,
                                            description="The highest priority it may submit.")
 
     @classmethod
@@ -91,7 +93,7 @@ async def get_limits(tenant: TenantPath, services: ServicesDep,
 @router.put("/tenants/{tenant:path}/limits/", response_model=TenantResponse,
             response_model_by_alias=True,
             summary="Replace a tenant's limits (admin). Limits left out are lifted.",
-            responses=errors(403))
+            responses=errors(403, 404))
 async def set_limits(tenant: TenantPath, body: LimitsBody, services: ServicesDep,
                      caller: CallerDep) -> TenantResponse:
     name = _admin_name(caller, tenant)
@@ -104,7 +106,8 @@ async def set_limits(tenant: TenantPath, body: LimitsBody, services: ServicesDep
 
 
 @router.delete("/tenants/{tenant:path}/limits/", status_code=204, response_class=Response,
-               summary="Lift all of a tenant's own limits (admin).", responses=errors(403))
+               summary="Lift all of a tenant's own limits (admin).",
+               responses=errors(403, 404))
 async def delete_limits(tenant: TenantPath, services: ServicesDep,
                         caller: CallerDep) -> Response:
     await services.store.set_tenant_limits(TenantLimits(_admin_name(caller, tenant)))

@@ -5,7 +5,7 @@ CREATE TABLE tenant_limits (
     max_running         integer CHECK (max_running >= 0),
     max_queued          integer CHECK (max_queued >= 0),
     submits_per_second  double precision CHECK (submits_per_second > 0),
-    max_priority        integer,
+    max_priority        integer CHECK (max_priority >= 0),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
 

@@ -5,7 +5,7 @@ CREATE TABLE tenant_limits (
     max_running         INTEGER CHECK (max_running >= 0),
     max_queued          INTEGER CHECK (max_queued >= 0),
     submits_per_second  REAL CHECK (submits_per_second > 0),
-    max_priority        INTEGER,
+    max_priority        INTEGER CHECK (max_priority >= 0),
     updated_at          REAL NOT NULL
 );
 
