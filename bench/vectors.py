@@ -312,7 +312,7 @@ async def _write_synthetic(database_url: str, tenant: str, rows: int) -> str:
                 for seq in range(first, last)])
             await vectors.add_vectors(vdb_id, build_id, first, last - first,
                                       matrix[first:last].tobytes())
-        await vectors.finish_build(vdb_id, build_id, rows, rows * DIM * 4)
+        await vectors.finish_build(vdb_id, build_id, rows, rows * DIM * 4, ())
         return str(vdb_id)
     finally:
         await store.close()
