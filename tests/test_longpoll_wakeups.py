@@ -5,6 +5,7 @@ server's own /metrics, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -90,3 +91,24 @@ def test_the_long_polls_of_one_job_share_their_reads(api: Server) -> None:
     # Woken together by one change, the twenty took one read of it (two when a second
     # change came while the first read was on its way), not twenty.
     assert metric(api, "genai_jobs_longpoll_reads_total") - read <= 3
+
+
+def test_a_long_poll_whose_client_left_stops_waiting(api: Server) -> None:
+    job_id = running_job(api)
+    host, port = api.url.removeprefix("http://").split(":")
+    sockets = []
+    try:
+        for route in ("status", "jobs") * (WAITERS // 2):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(f"GET {API}/{route}/{job_id}/?waitSeconds=50 HTTP/1.1\r\n"
+                         f"Host: {host}\r\nAuthorization: Bearer {api.admin_token}\r\n\r\n"
+                         .encode())
+            sockets.append(sock)
+        all_waiting(api)
+    finally:
+        for sock in sockets:
+            sock.close()
+    # Gone within moments of their clients, not at the end of their 50 s (nor, for the
+    # status route, which progress does not wake, at the job's end 8 s from its start).
+    poll_until(lambda: metric(api, "genai_jobs_waiting_requests") == 0, 3, interval=0.05,
+               what="the waiters of closed connections to stop")

@@ -66,7 +66,7 @@ class StatusFastPath:
         self.services.note_token_use(token)
         full = match.group(1) == "jobs"
         try:
-            job = await self._awaited(token, status, seconds, full)
+            job = await self._awaited(token, status, seconds, full, receive)
         except DomainError as exc:
             await domain_error_response(exc)(scope, receive, send)
             return True
@@ -79,7 +79,7 @@ class StatusFastPath:
         return True
 
     async def _awaited(self, token: TokenRecord, status: JobStatus, seconds: int,
-                       full: bool) -> Job | JobStatus:
+                       full: bool, receive: Receive) -> Job | JobStatus:
         """What the answer shows: the job as it is, or once it changed (a long-poll)."""
         store = self.services.store
         wait = min(seconds, self.services.settings.max_wait_seconds)
@@ -87,7 +87,8 @@ class StatusFastPath:
             return status  # the poll's one query showed all it needs
         tenant = None if token.is_admin else token.tenant
         job = await store.get(status.id, tenant)
-        return await wait_for_change(store, job, wait, any_field if full else status_fields)
+        return await wait_for_change(store, job, wait, any_field if full else status_fields,
+                                     receive)
 
 
 def _wait_seconds(query: bytes) -> int | None:

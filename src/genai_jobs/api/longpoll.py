@@ -10,6 +10,7 @@ hundred long-polls on one job cost one query per change, not a hundred.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 import time
@@ -18,6 +19,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from uuid import UUID
 
+from starlette.types import Receive
+
 from genai_jobs import metrics
 from genai_jobs.domain import Job
 from genai_jobs.store import Store
@@ -25,6 +28,8 @@ from genai_jobs.store.changes import wait_event
 
 # A waiter re-reads its job at least this often, notified or not.
 RECHECK_SECONDS = 10.0
+# Parts of a long-poll's (unwanted) body read while listening for the client leaving.
+MAX_BODY_MESSAGES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +88,42 @@ def shared_reads(store: Store) -> SharedReads:
     return found
 
 
-async def wait_for_change(store: Store, job: Job, seconds: float, answer: Answer) -> Job:
+async def wait_for_change(store: Store, job: Job, seconds: float, answer: Answer,
+                          receive: Receive | None = None) -> Job:
     """The job once `answer`'s fingerprint differs from now, it is terminal, or time is up.
     `job` was read for the caller's tenant already (a job's tenant never changes), so
-    later reads need no tenant and can be shared."""
+    later reads need no tenant and can be shared. With the request's `receive`, the wait
+    also ends when the client goes away (the answer then goes nowhere): a waiter holds
+    nothing for a client that left."""
     if seconds <= 0 or job.is_terminal:
         return job
+    if receive is None:
+        return await _wait(store, job, seconds, answer)
+    waiting = asyncio.ensure_future(_wait(store, job, seconds, answer))
+    gone = asyncio.ensure_future(_client_gone(receive))
+    try:
+        await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done() and gone.done() and gone.exception() is None:
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            return job
+        return await waiting
+    finally:
+        gone.cancel()
+        waiting.cancel()
+
+
+async def _client_gone(receive: Receive) -> None:
+    """Returns once the client has disconnected. A GET's (empty) body is read and
+    dropped on the way; a body past the size limit raises instead, and the wait goes on."""
+    for _ in range(MAX_BODY_MESSAGES):
+        if (await receive())["type"] == "http.disconnect":
+            return
+    await asyncio.Event().wait()  # a body of that many parts: the time limit ends the wait
+
+
+async def _wait(store: Store, job: Job, seconds: float, answer: Answer) -> Job:
     deadline = time.monotonic() + seconds
     before = answer.fingerprint(job)
     reads = shared_reads(store)

@@ -156,6 +156,7 @@ async def get_job(
     # client's wait); this route answers the rest, with the same bytes.
     job = await services.store.get(statusId, caller.tenant_scope)
     job = await wait_for_change(services.store, job,
-                                min(wait_seconds, services.settings.max_wait_seconds), any_field)
+                                min(wait_seconds, services.settings.max_wait_seconds), any_field,
+                                request.receive)
     return Response(job_body(job), media_type="application/json")
 

@@ -96,7 +96,8 @@ async def _status_of(request: Request) -> tuple[Job, dict[str, str]]:
     seconds = 0 if wait is None else _parse(_WAIT_SECONDS, wait, ("query", "waitSeconds"))
     job = await services.store.get(status_id, caller.tenant_scope)
     job = await wait_for_change(services.store, job,
-                                min(seconds, services.settings.max_wait_seconds), status_fields)
+                                min(seconds, services.settings.max_wait_seconds), status_fields,
+                                request.receive)
     return job, status_headers(job, request, services.settings.behind_proxy)
 
 
