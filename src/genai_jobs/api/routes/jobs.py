@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import ValidationError as PydanticValidationError
 
 from genai_jobs import metrics
+from genai_jobs.api.admission import LIGHT_PAGE_LIMIT
 from genai_jobs.api.deps import CallerDep, Services, ServicesDep
 from genai_jobs.api.errors import PayloadRejected, validation_items
 from genai_jobs.api.longpoll import any_field, wait_for_change
@@ -117,7 +119,7 @@ async def list_jobs(
     job_type: Annotated[str | None, Query(alias="jobType")] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-) -> JobListResponse:
+) -> Response:
     query = JobQuery(
         tenant=caller.tenant_scope,
         statuses=[JobState(state.value) for state in status or ()],
@@ -127,15 +129,22 @@ async def list_jobs(
     )
     page = await services.store.list_jobs(query)
     base = base_url(request, services.settings.behind_proxy)
-    data = [JobResponse.from_job(job) for job in page.jobs]
-    return JobListResponse(
-        count=len(data),
-        next=_page_url(request, base, offset + limit)
-        if offset + len(data) < page.total_count else None,
-        previous=_page_url(request, base, max(offset - limit, 0)) if offset > 0 else None,
-        data=data,
-        total_count=page.total_count,
-    )
+
+    def answer() -> bytes:
+        data = [JobResponse.from_job(job) for job in page.jobs]
+        return JobListResponse(
+            count=len(data),
+            next=_page_url(request, base, offset + limit)
+            if offset + len(data) < page.total_count else None,
+            previous=_page_url(request, base, max(offset - limit, 0)) if offset > 0 else None,
+            data=data,
+            total_count=page.total_count,
+        ).model_dump_json(by_alias=True).encode()
+
+    # Written here, not by the response model (which would check the page over again);
+    # a big page (~30 ms for 1,000 jobs) is built off the event loop.
+    body = answer() if len(page.jobs) <= LIGHT_PAGE_LIMIT else await asyncio.to_thread(answer)
+    return Response(body, media_type="application/json")
 
 
 def _page_url(request: Request, base: str, offset: int) -> str:

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,8 @@ MMAP_BYTES = 1 << 30
 PAGE_CACHE_KIB = 16 * 1024
 # Most write requests committed together: keeps one transaction's lock short.
 MAX_GROUP_COMMIT = 256
+# Threads (each with its own connection) for reads too big for the event loop.
+BIG_READ_THREADS = 2
 
 
 @dataclass(slots=True)
@@ -102,6 +105,11 @@ class SQLiteDatabase:
         # change for another process's (it would not know what the change was).
         self._own_seqs: set[int] = set()
         self._own_lock = threading.Lock()
+        # Big reads (pages of up to 1,000 jobs, ~45 ms) run here on connections of their
+        # own, so that the event loop answers status polls meanwhile.
+        self._big_reads: ThreadPoolExecutor | None = None
+        self._big_readers = threading.local()
+        self._big_reader_conns: list[sqlite3.Connection] = []
 
     def take_own_seqs(self, up_to: int) -> set[int]:
         """This process's commits with a sequence number up to `up_to`, forgotten once
@@ -128,6 +136,24 @@ class SQLiteDatabase:
         rows = self.query(sql, params)
         return rows[0] if rows else None
 
+    async def read_off_loop(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` on a reader connection of a thread off the event loop."""
+        if self._big_reads is None:
+            raise StoreUnavailable("the SQLite store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._big_reads, self._on_big_reader, work)
+
+    def _on_big_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._big_readers, "conn", None)
+        if conn is None:
+            conn = self._big_readers.conn = connect(self.path)
+            with self._own_lock:
+                self._big_reader_conns.append(conn)
+        try:
+            return work(conn)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite store cannot be read: {exc}") from exc
+
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -138,6 +164,7 @@ class SQLiteDatabase:
         self._thread = threading.Thread(target=self._write_loop, name="sqlite-writer",
                                         daemon=True)
         self._thread.start()
+        self._big_reads = ThreadPoolExecutor(BIG_READ_THREADS, thread_name_prefix="sqlite-read")
 
     async def close(self) -> None:
         if self._thread is None:
@@ -145,7 +172,10 @@ class SQLiteDatabase:
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
-        for conn in (self._writer, self._reader):
+        if self._big_reads is not None:
+            await asyncio.to_thread(self._big_reads.shutdown)
+            self._big_reads = None
+        for conn in (self._writer, self._reader, *self._big_reader_conns):
             if conn is not None:
                 conn.close()
         self._writer = self._reader = None
