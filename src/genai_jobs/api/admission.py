@@ -12,7 +12,8 @@ An upload takes its slot only once its whole body has arrived (the multipart
 parser spools it to a temporary file meanwhile): a slow sender holds a
 connection, not one of the few slots, and the memory the slots bound is the
 memory the ingest uses. Upload memory is then at most about
-`max_concurrent_uploads` x 1.7 x the upload size limit.
+`max_concurrent_uploads` x 3 x the upload size limit (measured: a 160 MB text
+file peaks at +482 MB; +24 MB stay once it is stored).
 """
 
 from __future__ import annotations

@@ -40,6 +40,10 @@ from genai_jobs.vectors.store.base import VectorStore
 BATCHES_PER_READ = 64
 
 
+# Files are inserted by a SELECT that inserts nothing when told so (see create_dataset).
+_INSERT_FILE = ("INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
+                " content, metadata) SELECT ?, ?, ?, ?, ?, ?, ? WHERE ?")
+
 class SQLiteVectorStore(VectorStore):
     def __init__(self, database: SQLiteDatabase) -> None:
         self._db = database
@@ -58,11 +62,14 @@ class SQLiteVectorStore(VectorStore):
                  dump_json(mapping.columns_json(list(new.metadata_columns))),
                  dump_json(mapping.bad_files_json(new.skipped_files)), tx.now))
             tx.conn.executemany(
-                "INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
-                " content, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_FILE,
                 [(dataset_id, position, document.name, document.kind.value,
-                  len(document.content), document.content, dump_json(dict(document.metadata)))
-                 for position, document in enumerate(new.documents)])
+                  len(document.content), document.content, dump_json(dict(document.metadata)),
+                  True) for position, document in enumerate(new.documents)])
+            # SQLite keeps a copy of a prepared statement's last values until it is bound
+            # again, and Python keeps the statement: bound to nothing, the statement lets
+            # go of the last file (a 160 MB one stayed in memory until the next upload).
+            tx.conn.execute(_INSERT_FILE, (None,) * 7 + (False,))
 
         await self._db.write(insert, bump=False)
         return await self.get_dataset(new.id, new.tenant)
