@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from genai_jobs.api.deps import Services, secret_of
 from genai_jobs.api.errors import domain_error_response
-from genai_jobs.api.longpoll import any_field, status_fields, wait_for_change
+from genai_jobs.api.longpoll import any_field, shared_reads, status_fields, wait_for_change
 from genai_jobs.api.routes.status import MAX_WAIT_SECONDS, status_headers
 from genai_jobs.api.schemas import job_body, status_body
 from genai_jobs.api.urls import API_PREFIX
@@ -72,7 +72,7 @@ class StatusFastPath:
             return True
         if full:
             assert isinstance(job, Job)
-            await send_json(send, job_body(job), {})
+            await send_json(send, shared_reads(self.services.store).body_of(job, job_body), {})
         else:
             await send_json(send, status_body(job), status_headers(
                 job, Request(scope), self.services.settings.behind_proxy))
@@ -85,8 +85,11 @@ class StatusFastPath:
         wait = min(seconds, self.services.settings.max_wait_seconds)
         if not full and (wait <= 0 or status.is_terminal):
             return status  # the poll's one query showed all it needs
-        tenant = None if token.is_admin else token.tenant
-        job = await store.get(status.id, tenant)
+        if wait <= 0:
+            return await store.get(status.id, None if token.is_admin else token.tenant)
+        # The token may see the job (the poll's query said so): a read shared with the
+        # job's other waiters will do, as a crowd polls again at once after each answer.
+        job = await shared_reads(store).read(status.id, store.changes.tick)
         return await wait_for_change(store, job, wait, any_field if full else status_fields,
                                      receive)
 

@@ -28,6 +28,8 @@ from genai_jobs.store.changes import wait_event
 
 # A waiter re-reads its job at least this often, notified or not.
 RECHECK_SECONDS = 10.0
+# Answers kept for sharing, one per job: the jobs being waited on (bounded all the same).
+MAX_KEPT_BODIES = 4096
 # Parts of a long-poll's (unwanted) body read while listening for the client leaving.
 MAX_BODY_MESSAGES = 1000
 
@@ -54,6 +56,19 @@ class SharedReads:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._running: dict[UUID, tuple[int, asyncio.Future[Job]]] = {}
+        self._bodies: dict[UUID, tuple[Job, bytes]] = {}
+
+    def body_of(self, job: Job, render: Callable[[Job], bytes]) -> bytes:
+        """`render(job)`, made once for all the waiters that share this read of the job
+        (the same object: a job record never changes, a new read makes a new one)."""
+        found = self._bodies.get(job.id)
+        if found is not None and found[0] is job:
+            return found[1]
+        body = render(job)
+        if len(self._bodies) >= MAX_KEPT_BODIES:
+            self._bodies.clear()
+        self._bodies[job.id] = (job, body)
+        return body
 
     async def read(self, job_id: UUID, not_before: int) -> Job:
         """The job, read by a read begun at change tick `not_before` or later (one that
