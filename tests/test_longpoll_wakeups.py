@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from genai_jobs.client import Client, JobInfo
 from tests.pg_support import scratch_store
 from tests.support import Server, poll_until, running_server, submit, wait_for_status
 
@@ -112,3 +113,52 @@ def test_a_long_poll_whose_client_left_stops_waiting(api: Server) -> None:
     # status route, which progress does not wake, at the job's end 8 s from its start).
     poll_until(lambda: metric(api, "genai_jobs_waiting_requests") == 0, 3, interval=0.05,
                what="the waiters of closed connections to stop")
+
+
+def test_a_long_poll_with_the_last_etag_seen_misses_no_change(api: Server) -> None:
+    job_id = running_job(api)
+    with api.client() as client:
+        path = f"{API}/jobs/{job_id}/"
+        first = client.get(path).headers["ETag"]
+        assert first.startswith('"')
+        # The job reports progress while the client is busy elsewhere...
+        poll_until(lambda: client.get(path).headers["ETag"] != first, 10,
+                   what="a progress report")
+        # ...so the poll that names what it saw is answered at once, not at the next change.
+        started = time.monotonic()
+        caught_up = client.get(path, params={"waitSeconds": 20},
+                               headers={"If-None-Match": first})
+        assert time.monotonic() - started < 0.5
+        assert caught_up.headers["ETag"] != first
+        # The status route's tag covers what it shows: progress leaves it alone, so a poll
+        # naming the current one is held; a stale one is answered at once.
+        status_path = f"{API}/status/{job_id}/"
+        current = client.get(status_path).headers["ETag"]
+        started = time.monotonic()
+        held = client.get(status_path, params={"waitSeconds": 2},
+                          headers={"If-None-Match": current})
+        assert time.monotonic() - started >= 1.9
+        assert held.headers["ETag"] == current
+        started = time.monotonic()
+        client.get(status_path, params={"waitSeconds": 20},
+                   headers={"If-None-Match": '"not-what-it-is"'})
+        assert time.monotonic() - started < 0.5
+
+
+def test_our_clients_wait_is_answered_at_once_after_a_slow_callback(api: Server) -> None:
+    job_id = running_job(api)
+    gaps: list[float] = []
+    returned_at: list[float] = []
+
+    def slow(job: JobInfo) -> None:
+        if returned_at:
+            gaps.append(time.monotonic() - returned_at[-1])
+        time.sleep(1.2)  # a busy caller: the job reports progress meanwhile
+        returned_at.append(time.monotonic())
+
+    with Client(api.url, token=api.admin_token) as client:
+        done = client.wait(job_id, timeout=60, on_change=slow)
+    assert done.status.value == "COMPLETED"
+    # Each next answer came as soon as the caller was back, not at the job's next report.
+    assert len(gaps) >= 3
+    assert max(gaps) < 0.3, gaps

@@ -28,7 +28,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from genai_jobs.api.deps import Services, secret_of
 from genai_jobs.api.errors import domain_error_response
-from genai_jobs.api.longpoll import any_field, shared_reads, status_fields, wait_for_change
+from genai_jobs.api.longpoll import (
+    any_field,
+    seen_tag,
+    shared_reads,
+    status_fields,
+    wait_for_change,
+)
 from genai_jobs.api.routes.status import MAX_WAIT_SECONDS, status_headers
 from genai_jobs.api.schemas import job_body, status_body
 from genai_jobs.api.urls import API_PREFIX
@@ -65,25 +71,28 @@ class StatusFastPath:
             return False
         self.services.note_token_use(token)
         full = match.group(1) == "jobs"
+        seen = seen_tag(_header(scope, b"if-none-match"))
         try:
-            job = await self._awaited(token, status, seconds, full, receive)
+            job = await self._awaited(token, status, seconds, full, receive, seen)
         except DomainError as exc:
             await domain_error_response(exc)(scope, receive, send)
             return True
         if full:
             assert isinstance(job, Job)
-            await send_json(send, shared_reads(self.services.store).body_of(job, job_body), {})
+            await send_json(send, shared_reads(self.services.store).body_of(job, job_body),
+                            {"ETag": any_field.tag(job)})
         else:
             await send_json(send, status_body(job), status_headers(
                 job, Request(scope), self.services.settings.behind_proxy))
         return True
 
     async def _awaited(self, token: TokenRecord, status: JobStatus, seconds: int,
-                       full: bool, receive: Receive) -> Job | JobStatus:
+                       full: bool, receive: Receive, seen: str | None) -> Job | JobStatus:
         """What the answer shows: the job as it is, or once it changed (a long-poll)."""
         store = self.services.store
         wait = min(seconds, self.services.settings.max_wait_seconds)
-        if not full and (wait <= 0 or status.is_terminal):
+        if not full and (wait <= 0 or status.is_terminal
+                         or (seen is not None and status_fields.tag(status) != seen)):
             return status  # the poll's one query showed all it needs
         if wait <= 0:
             return await store.get(status.id, None if token.is_admin else token.tenant)
@@ -91,7 +100,7 @@ class StatusFastPath:
         # job's other waiters will do, as a crowd polls again at once after each answer.
         job = await shared_reads(store).read(status.id, store.changes.tick)
         return await wait_for_change(store, job, wait, any_field if full else status_fields,
-                                     receive)
+                                     receive, seen)
 
 
 def _wait_seconds(query: bytes) -> int | None:
@@ -111,6 +120,13 @@ async def send_json(send: Send, body: bytes, headers: dict[str, str], status: in
                        for name, value in headers.items())
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def bearer_secret_of(scope: Scope) -> str | None:

@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import random
 import time
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from starlette.types import Receive
 
 from genai_jobs import metrics
-from genai_jobs.domain import Job
+from genai_jobs.domain import Job, JobStatus
 from genai_jobs.store import Store
 from genai_jobs.store.changes import wait_event
 
@@ -37,10 +39,26 @@ MAX_BODY_MESSAGES = 1000
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What a long-poll's answer shows of a job: it is held while `fingerprint` is
-    unchanged; `shows_progress` says whether a change of progress alone can alter it."""
+    unchanged; `shows_progress` says whether a change of progress alone can alter it.
+    (The fingerprint reads fields a JobStatus has too, for the status route's.)"""
 
-    fingerprint: Callable[[Job], Hashable]
+    fingerprint: Callable[[Any], Hashable]
     shows_progress: bool
+
+    def tag(self, job: Job | JobStatus) -> str:
+        """The answer's ETag: equal for answers that show the same of the job. A client
+        that sends it back in `If-None-Match` is answered at once if the job changed
+        since, and held otherwise: no change between two polls goes unseen."""
+        digest = hashlib.blake2b(repr(self.fingerprint(job)).encode(), digest_size=8)
+        return f'"{digest.hexdigest()}"'
+
+
+def seen_tag(if_none_match: str | None) -> str | None:
+    """The ETag a client says it has seen (the first of `If-None-Match`, weak or not)."""
+    if not if_none_match:
+        return None
+    first = if_none_match.split(",", 1)[0].strip()
+    return first.removeprefix("W/") or None
 
 
 # The status route: the seed's seven fields, of which only these two can change.
@@ -104,13 +122,14 @@ def shared_reads(store: Store) -> SharedReads:
 
 
 async def wait_for_change(store: Store, job: Job, seconds: float, answer: Answer,
-                          receive: Receive | None = None) -> Job:
+                          receive: Receive | None = None, seen: str | None = None) -> Job:
     """The job once `answer`'s fingerprint differs from now, it is terminal, or time is up.
     `job` was read for the caller's tenant already (a job's tenant never changes), so
     later reads need no tenant and can be shared. With the request's `receive`, the wait
     also ends when the client goes away (the answer then goes nowhere): a waiter holds
-    nothing for a client that left."""
-    if seconds <= 0 or job.is_terminal:
+    nothing for a client that left. With `seen`, the ETag of the answer the client
+    has, a job that changed since is answered at once."""
+    if seconds <= 0 or job.is_terminal or (seen is not None and answer.tag(job) != seen):
         return job
     if receive is None:
         return await _wait(store, job, seconds, answer)

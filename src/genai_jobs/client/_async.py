@@ -173,10 +173,14 @@ class AsyncClient:
                 timeout=timeout,
             ) as response:
                 status, content = response.status, await response.read()
+                headers = response.headers
         except aiohttp.ConnectionTimeoutError as exc:
             raise self._base.unreachable(self._base.no_connection) from exc
         except TimeoutError as exc:  # aiohttp's read time-outs are TimeoutErrors too
             raise self._base.unreachable(self._base.no_answer) from exc
         except aiohttp.ClientError as exc:
             raise self._base.unreachable(str(exc) or type(exc).__name__) from exc
-        return self._base.read(call, status, content)
+        answer = self._base.read(call, status, content)
+        if call.on_headers is not None:
+            call.on_headers(headers)
+        return answer

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -72,6 +72,8 @@ class Call(Generic[T]):
     headers: dict[str, str] = field(default_factory=dict)
     # How long the server may hold the answer on purpose (a long-poll).
     held_seconds: float = 0.0
+    # Shown the answer's headers (case-insensitive), for a call that needs one of them.
+    on_headers: Callable[[Mapping[str, str]], None] | None = None
 
 
 class _JobTypePage(BaseModel):
@@ -163,7 +165,10 @@ class BaseClient:
             subject=f"job {status_id}",
         )
 
-    def job_call(self, status_id: JobId, wait_seconds: int = 0) -> Call[JobInfo]:
+    def job_call(self, status_id: JobId, wait_seconds: int = 0, seen: str | None = None,
+                 on_headers: Callable[[Mapping[str, str]], None] | None = None
+                 ) -> Call[JobInfo]:
+        """`seen`: the ETag of the last answer, so that a change since is answered at once."""
         params = (("waitSeconds", str(wait_seconds)),) if wait_seconds > 0 else ()
         return Call(
             "GET",
@@ -172,7 +177,9 @@ class BaseClient:
             action=f"read job {status_id}",
             subject=f"job {status_id}",
             params=params,
+            headers={} if seen is None else {"If-None-Match": seen},
             held_seconds=wait_seconds,
+            on_headers=on_headers,
         )
 
     def cancel_call(self, status_id: JobId) -> Call[StatusInfo]:
@@ -322,9 +329,16 @@ class WaitLoop:
         self._clock = clock
         self._deadline = None if timeout is None else clock() + max(timeout, 0.0)
         self._last: JobInfo | None = None
+        self._seen: str | None = None
 
     def next_call(self) -> Call[JobInfo]:
-        return self._base.job_call(self._status_id, wait_seconds=self._poll_seconds())
+        # Each poll names the version it has seen: a change that came between two polls
+        # is answered at once, not held until the one after it.
+        return self._base.job_call(self._status_id, wait_seconds=self._poll_seconds(),
+                                   seen=self._seen, on_headers=self._note_version)
+
+    def _note_version(self, headers: Mapping[str, str]) -> None:
+        self._seen = headers.get("etag")
 
     def _poll_seconds(self) -> int:
         if self._deadline is None:

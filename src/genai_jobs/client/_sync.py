@@ -157,4 +157,7 @@ class Client:
             )
         except httpx.RequestError as exc:
             raise self._base.transport_error(exc) from exc
-        return self._base.read(call, response.status_code, response.content)
+        answer = self._base.read(call, response.status_code, response.content)
+        if call.on_headers is not None:
+            call.on_headers(response.headers)
+        return answer

@@ -16,7 +16,7 @@ from genai_jobs import metrics
 from genai_jobs.api.admission import LIGHT_PAGE_LIMIT
 from genai_jobs.api.deps import CallerDep, Services, ServicesDep
 from genai_jobs.api.errors import PayloadRejected, validation_items
-from genai_jobs.api.longpoll import any_field, wait_for_change
+from genai_jobs.api.longpoll import any_field, seen_tag, wait_for_change
 from genai_jobs.api.openapi import API_ERRORS, errors
 from genai_jobs.api.routes.status import WaitSeconds
 from genai_jobs.api.schemas import (
@@ -160,12 +160,16 @@ async def get_job(
     services: ServicesDep,
     caller: CallerDep,
     wait_seconds: WaitSeconds = 0,
+    if_none_match: Annotated[str | None, Header(
+        alias="If-None-Match", description="The `ETag` of the last answer seen: with "
+        "`waitSeconds`, a job that changed since is answered at once.")] = None,
 ) -> Response:
     # serve answers most of these in api/fastpath.py before they get here (the
     # client's wait); this route answers the rest, with the same bytes.
     job = await services.store.get(statusId, caller.tenant_scope)
     job = await wait_for_change(services.store, job,
                                 min(wait_seconds, services.settings.max_wait_seconds), any_field,
-                                request.receive)
-    return Response(job_body(job), media_type="application/json")
+                                request.receive, seen_tag(if_none_match))
+    return Response(job_body(job), media_type="application/json",
+                    headers={"ETag": any_field.tag(job)})
 

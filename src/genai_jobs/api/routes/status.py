@@ -22,7 +22,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from genai_jobs.api.deps import CallerDep, ServicesDep, authenticate, get_services_now
 from genai_jobs.api.errors import PayloadRejected, validation_items
-from genai_jobs.api.longpoll import status_fields, wait_for_change
+from genai_jobs.api.longpoll import seen_tag, status_fields, wait_for_change
 from genai_jobs.api.openapi import API_ERRORS, errors
 from genai_jobs.api.schemas import StatusResponse, status_body
 from genai_jobs.api.urls import base_url, job_url
@@ -40,12 +40,13 @@ classic = APIRouter(tags=["Status"], responses=API_ERRORS)
 
 def status_headers(job: Job | JobStatus, request: Request,
                    behind_proxy: bool) -> dict[str, str]:
+    tag = {"ETag": status_fields.tag(job)}
     if not job.is_terminal:
-        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return {"Retry-After": str(RETRY_AFTER_SECONDS), **tag}
     if job.status is JobState.COMPLETED:
         location = job.result_location or job_url(base_url(request, behind_proxy), job.id)
-        return {"Location": location}
-    return {}
+        return {"Location": location, **tag}
+    return tag
 
 
 WaitSeconds = Annotated[int, Query(
@@ -61,6 +62,12 @@ _STATUS_ID_PARAMETER = {
     "description": "The ID of the job to retrieve the status for.",
     "schema": {"type": "string", "format": "uuid", "title": "Statusid"},
 }
+_IF_NONE_MATCH_PARAMETER = {
+    "name": "If-None-Match", "in": "header", "required": False,
+    "description": "The `ETag` of the last answer seen: with `waitSeconds`, a job that "
+                   "changed since is answered at once instead of at its next change.",
+    "schema": {"type": "string"},
+}
 _WAIT_SECONDS_PARAMETER = {
     "name": "waitSeconds", "in": "query", "required": False,
     "description": "While the job is not terminal, hold the answer until its status changes "
@@ -75,7 +82,8 @@ _WAIT_SECONDS_PARAMETER = {
     responses={200: {"model": StatusResponse, "description": "Successful Response"},
                **errors(404)},
     summary="Retrieve the execution status of a GenAI worker job.",
-    openapi_extra={"parameters": [_STATUS_ID_PARAMETER, _WAIT_SECONDS_PARAMETER],
+    openapi_extra={"parameters": [_STATUS_ID_PARAMETER, _WAIT_SECONDS_PARAMETER,
+                                  _IF_NONE_MATCH_PARAMETER],
                    "security": [{"BearerAuth": []}]},
 )
 async def get_status(request: Request) -> Response:
@@ -97,7 +105,7 @@ async def _status_of(request: Request) -> tuple[Job, dict[str, str]]:
     job = await services.store.get(status_id, caller.tenant_scope)
     job = await wait_for_change(services.store, job,
                                 min(seconds, services.settings.max_wait_seconds), status_fields,
-                                request.receive)
+                                request.receive, seen_tag(request.headers.get("if-none-match")))
     return job, status_headers(job, request, services.settings.behind_proxy)
 
 
