@@ -190,13 +190,9 @@ class PostgresStore(Store):
                 row = await _one(conn, _INSERT_KEYED_JOB, values)
                 if row is not None:
                     return SubmitOutcome(self._announce(job_from_row(row)), created=True)
-                earlier = await _one(conn, f"SELECT {JOB_COLUMNS}, request_hash FROM jobs"
-                                     " WHERE tenant = %s AND idempotency_key = %s",
-                                     (new.tenant, new.idempotency_key))
+                earlier = await _earlier_submission(conn, new)
                 if earlier is not None:
-                    if earlier["request_hash"] != new.request_hash:
-                        raise IdempotencyConflict(new.idempotency_key)
-                    return SubmitOutcome(job_from_row(earlier), created=False)
+                    return earlier
         raise StoreUnavailable(f"idempotency key {new.idempotency_key!r} keeps changing hands")
 
     async def _submit_limited(self, new: NewJob, limits: TenantLimits,
@@ -205,20 +201,22 @@ class PostgresStore(Store):
         the tenant's lock, so concurrent submits on any replica cannot overshoot."""
         async with self._transaction() as conn:
             await tenants.lock_tenant(conn, new.tenant)
-            if new.idempotency_key is not None:
-                # A replay returns the job it made, whatever the limits say now.
-                earlier = await _one(conn, f"SELECT {JOB_COLUMNS}, request_hash FROM jobs"
-                                     " WHERE tenant = %s AND idempotency_key = %s",
-                                     (new.tenant, new.idempotency_key))
-                if earlier is not None:
-                    if earlier["request_hash"] != new.request_hash:
-                        raise IdempotencyConflict(new.idempotency_key)
-                    return SubmitOutcome(job_from_row(earlier), created=False)
+            keyed = new.idempotency_key is not None
+            # A replay returns the job it made, whatever the limits say now.
+            earlier = await _earlier_submission(conn, new) if keyed else None
+            if earlier is not None:
+                return earlier
             queued, recent, now = await tenants.submit_counts(conn, limits)
             refused = submit_refusal(limits, queued, recent, now)
             if refused is not None:
                 raise refused
-            row = _required(await _one(conn, _INSERT_JOB, values))
+            row = await _one(conn, _INSERT_KEYED_JOB if keyed else _INSERT_JOB, values)
+            if row is None:  # the key was taken meanwhile by a submit that took no lock
+                earlier = await _earlier_submission(conn, new)
+                if earlier is None:
+                    raise StoreUnavailable(
+                        f"idempotency key {new.idempotency_key!r} keeps changing hands")
+                return earlier
         return SubmitOutcome(self._announce(job_from_row(row)), created=True)
 
     async def record_completed(self, new: NewJob, result: Any, result_location: str | None) -> Job:
@@ -540,6 +538,19 @@ def _with_keepalives(url: str) -> str:
     given = conninfo_to_dict(url)
     return make_conninfo(url, **{key: value for key, value in KEEPALIVES.items()
                                  if key not in given})
+
+
+async def _earlier_submission(conn: Conn, new: NewJob) -> SubmitOutcome | None:
+    """The job an earlier submit with `new`'s Idempotency-Key made, if any; a different
+    request under the same key is an IdempotencyConflict."""
+    earlier = await _one(conn, f"SELECT {JOB_COLUMNS}, request_hash FROM jobs"
+                         " WHERE tenant = %s AND idempotency_key = %s",
+                         (new.tenant, new.idempotency_key))
+    if earlier is None:
+        return None
+    if earlier["request_hash"] != new.request_hash:
+        raise IdempotencyConflict(new.idempotency_key or "")
+    return SubmitOutcome(job_from_row(earlier), created=False)
 
 
 async def _one(conn: Conn, query: Any, params: Any) -> Row | None:
