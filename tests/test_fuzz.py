@@ -68,6 +68,13 @@ STATEFUL_STEPS = 6
 REQUEST_TIMEOUT_SECONDS = 10
 # What an operation answers when its own logic never got to the request.
 NOT_REACHED = {401, 404, 405, 422}
+# Operations whose valid input no schema can describe, so that the fuzzer reaches their
+# own logic by chance only; the `targets` fixture sends them real ones, answered 202.
+REACHED_BY_FIXTURES = {
+    "POST /api/v2/datasets/fromFile/":
+        "a valid upload is a readable document (text, a PDF with text, a zip of them): "
+        "random bytes under a random name are refused for what they hold (a 422 on file)",
+}
 
 # 422s for requests the document calls valid that are still right, each because the
 # document cannot say what the server checks. `positive_data_acceptance` forgives a 422
@@ -343,7 +350,7 @@ def test_every_operation_answers_as_declared(server: Server, tenant_token: str,
     assert set(findings.requests) >= {"coverage", "fuzzing", "stateful"}, findings.report()
     unsent = documented - set(findings.answers)
     assert not unsent, f"operations never sent: {sorted(unsent)}"
-    unreached = {operation for operation in documented
+    unreached = {operation for operation in documented - set(REACHED_BY_FIXTURES)
                  if not set(findings.answers[operation]) - NOT_REACHED}
     assert not unreached, "operations whose own logic never answered: " + "; ".join(
         f"{operation} {dict(findings.answers[operation])}" for operation in sorted(unreached))

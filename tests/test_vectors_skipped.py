@@ -149,6 +149,16 @@ def test_skip_bad_files_is_a_boolean(client: httpx.Client) -> None:
     assert post_upload(client, "a.txt", b"words", skipBadFiles="false").status_code == 202
 
 
+def test_an_unknown_form_field_is_refused_not_ignored(client: httpx.Client) -> None:
+    before = client.get("/api/v2/datasets/").json()["totalCount"]
+    response = post_upload(client, "a.txt", b"words", skipbadfiles="true")  # misspelt
+    assert response.status_code == 422, response.text
+    [item] = response.json()["detail"]
+    assert (item["loc"], item["type"]) == (["body", "skipbadfiles"], "extra_forbidden")
+    assert "skipBadFiles" in item["msg"]
+    assert client.get("/api/v2/datasets/").json()["totalCount"] == before
+
+
 def test_the_cli_lists_every_bad_file_and_uploads_the_others_when_asked(
         api: Server, client: httpx.Client, tmp_path: Path) -> None:
     folder = tmp_path / "handbook"

@@ -62,7 +62,11 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
                      "good files of an upload with bad ones (a zip's empty, corrupt or "
                      "unsupported members), listing the bad ones in the dataset's "
                      "`skippedFiles`. Unsafe names, zip bombs and limits still refuse "
-                     "the whole upload, as does an upload whose every file is bad."}}}}}}}
+                     "the whole upload, as does an upload whose every file is bad."}},
+    "additionalProperties": False}}}}}
+
+
+_FORM_FIELDS = frozenset({"file", "name", SKIP_FIELD})
 
 
 class UploadResponse(CamelModel):
@@ -143,6 +147,13 @@ async def _read_form(request: Request) -> _Upload:
             raise rejected(["body", "file"], "missing",
                            "send the file as multipart/form-data field 'file'")
         content = await upload.read()
+    # Unknown fields are refused, as in every JSON body here, not silently ignored (a
+    # misspelt `skipBadFiles` would otherwise upload nothing the caller meant to skip).
+    unknown = next((key for key in form if key not in _FORM_FIELDS), None)
+    if unknown is not None:
+        raise rejected(["body", unknown], "extra_forbidden",
+                       f"Extra inputs are not permitted: the form takes "
+                       f"{', '.join(sorted(_FORM_FIELDS))}")
     name = form.get("name")
     if isinstance(name, str) and len(name.strip()) > MAX_NAME_CHARS:
         raise rejected(["body", "name"], "string_too_long",
