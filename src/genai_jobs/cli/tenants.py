@@ -16,7 +16,7 @@ from genai_jobs.cli import options
 from genai_jobs.cli.errors import CLIError
 from genai_jobs.cli.tokens import with_existing_store
 from genai_jobs.domain import TenantLimits
-from genai_jobs.domain.tenants import DEFAULTS_TENANT, effective_limits
+from genai_jobs.domain.tenants import DEFAULTS_TENANT, limits_in_force
 from genai_jobs.store import Store
 from genai_jobs.tokens import tenant_name
 
@@ -66,10 +66,9 @@ def list_tenants(database_url: str) -> None:
     table = Table("tenant", "queued", "running", "max running", "max queued",
                   "submits/s", "max priority")
     for name in sorted(token_tenants | set(own) | set(usage)):
-        shown = own.get(name) if name == DEFAULTS_TENANT else effective_limits(
-            name, own.get(name), own.get(DEFAULTS_TENANT))
+        shown = limits_in_force(name, own)
         queued, running = usage.get(name, (0, 0))
-        table.add_row(name, str(queued), str(running), *_cells(shown or TenantLimits(name)))
+        table.add_row(name, str(queued), str(running), *_cells(shown))
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     if DEFAULTS_TENANT in own:
         click.echo("Limits shown are in force: a tenant's own over the defaults ('*').")

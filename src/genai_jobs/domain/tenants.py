@@ -12,6 +12,7 @@ lock where the store has concurrent writers, and ask `refusal` whether to go on.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
@@ -63,6 +64,12 @@ def effective_limits(tenant: str, own: TenantLimits | None,
                      defaults: TenantLimits | None) -> TenantLimits:
     """The limits that apply to `tenant`: its own row over the `*` row."""
     return (own or TenantLimits(tenant)).over(defaults)
+
+
+def limits_in_force(tenant: str, own: Mapping[str, TenantLimits]) -> TenantLimits:
+    """`tenant`'s limits in force, given every tenant's own limits by name (for `*`,
+    its own: the defaults over themselves)."""
+    return effective_limits(tenant, own.get(tenant), own.get(DEFAULTS_TENANT))
 
 
 def rate_window(submits_per_second: float) -> tuple[float, int]:

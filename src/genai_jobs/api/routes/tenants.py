@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 from genai_jobs.api.deps import Caller, CallerDep, ServicesDep
 from genai_jobs.api.openapi import API_ERRORS, errors
 from genai_jobs.domain import TenantLimits
-from genai_jobs.domain.tenants import DEFAULTS_TENANT, effective_limits
+from genai_jobs.domain.tenants import DEFAULTS_TENANT, limits_in_force
 from genai_jobs.store import Store
 from genai_jobs.tokens import tenant_name
 
@@ -126,12 +126,9 @@ async def _tenants(store: Store, caller: Caller, only: str | None = None) -> lis
     else:
         names = ({token.tenant for token in await store.list_tokens()}
                  | set(own) | set(usage))
-    defaults = own.get(DEFAULTS_TENANT)
     return [TenantResponse(
         tenant=name, limits=LimitsBody.of(own.get(name) or TenantLimits(name)),
-        effective_limits=LimitsBody.of(
-            own.get(name) or TenantLimits(name) if name == DEFAULTS_TENANT
-            else effective_limits(name, own.get(name), defaults)),
+        effective_limits=LimitsBody.of(limits_in_force(name, own)),
         queued_jobs=usage.get(name, (0, 0))[0], running_jobs=usage.get(name, (0, 0))[1],
     ) for name in sorted(names)]
 
