@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from genai_jobs.store import Store
+from tests.pg_support import require_postgres
+from tests.store_support import STORE_KINDS, StoreTarget, dispose_target, store_target
 from tests.support import Server, start_server
 
 
@@ -28,3 +31,38 @@ def own_server(tmp_path: Path) -> Iterator[Server]:
         yield running
     finally:
         running.service.close()
+
+
+# -- stores (the store contract tests: every test once per store kind) ---------
+
+
+@pytest.fixture(params=STORE_KINDS)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreTarget]:
+    """Where this test's store lives (one per store kind; PostgreSQL: a new database)."""
+    if request.param == "postgres":
+        require_postgres()
+    made = store_target(request.param, tmp_path)
+    try:
+        yield made
+    finally:
+        dispose_target(made)
+
+
+@pytest.fixture
+async def store(target: StoreTarget) -> AsyncIterator[Store]:
+    """An open, migrated, empty store."""
+    opened = await target.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def other_instance(store: Store, target: StoreTarget) -> AsyncIterator[Store]:
+    """A second instance on the same store, as another process would open it."""
+    second = await target.open(migrate=False)
+    try:
+        yield second
+    finally:
+        await second.close()

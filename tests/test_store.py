@@ -13,9 +13,7 @@ import dataclasses
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -34,18 +32,14 @@ from genai_jobs.domain import (
     TokenNotFound,
 )
 from genai_jobs.store import Store
-from tests.pg_support import require_postgres
 from tests.store_support import (
-    STORE_KINDS,
     Order,
     Outcome,
     StoreTarget,
     actor_pool,
     claim_one,
-    dispose_target,
     new_job,
     sleep_past,
-    store_target,
     submit,
     utcnow,
     wait_until,
@@ -66,40 +60,6 @@ COMPLETED = JobState.COMPLETED
 ERROR = JobState.ERROR
 ABORTED = JobState.ABORTED
 EXPIRED = JobState.EXPIRED
-
-
-@pytest.fixture(params=STORE_KINDS)
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreTarget]:
-    """Where this test's store lives (one per store kind; PostgreSQL: a new database)."""
-    if request.param == "postgres":
-        require_postgres()
-    made = store_target(request.param, tmp_path)
-    try:
-        yield made
-    finally:
-        dispose_target(made)
-
-
-@pytest.fixture
-async def store(target: StoreTarget) -> AsyncIterator[Store]:
-    """An open, migrated, empty store."""
-    opened = target.create()
-    await opened.open()
-    try:
-        await opened.migrate()
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def other_instance(store: Store, target: StoreTarget) -> AsyncIterator[Store]:
-    """A second instance on the same store, as another process would open it."""
-    second = await target.open(migrate=False)
-    try:
-        yield second
-    finally:
-        await second.close()
 
 
 def near(moment: datetime | None, expected: datetime, slack: timedelta = CLOCK_SLACK) -> bool:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,48 +18,13 @@ from genai_jobs.domain import (
     TenantLimits,
 )
 from genai_jobs.store import Store
-from tests.pg_support import require_postgres
 from tests.store_support import (
-    STORE_KINDS,
-    StoreTarget,
-    dispose_target,
     new_job,
-    store_target,
     submit,
 )
 
 # Claims in these tests never finish their jobs: the lease only has to outlive the test.
 LEASE = 600.0
-
-
-@pytest.fixture(params=STORE_KINDS)
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreTarget]:
-    if request.param == "postgres":
-        require_postgres()
-    made = store_target(request.param, tmp_path)
-    try:
-        yield made
-    finally:
-        dispose_target(made)
-
-
-@pytest.fixture
-async def store(target: StoreTarget) -> AsyncIterator[Store]:
-    opened = await target.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def other(store: Store, target: StoreTarget) -> AsyncIterator[Store]:
-    """A second instance on the same store, as another process would open it."""
-    second = await target.open(migrate=False)
-    try:
-        yield second
-    finally:
-        await second.close()
 
 
 async def claim_tenants(store: Store, count: int) -> list[str]:
@@ -135,7 +98,7 @@ async def test_defaults_apply_to_tenants_without_their_own(store: Store) -> None
 
 
 async def test_concurrent_claims_never_overshoot_a_running_limit(
-        store: Store, other: Store) -> None:
+        store: Store, other_instance: Store) -> None:
     await store.set_tenant_limits(TenantLimits("flood", max_running=3))
     for _ in range(40):
         await submit(store, tenant="flood")
@@ -143,7 +106,7 @@ async def test_concurrent_claims_never_overshoot_a_running_limit(
     async def claim(instance: Store) -> list[Lease]:
         return await instance.claim(f"w{id(instance)}", {"echo"}, LEASE, 1)
 
-    rounds = await asyncio.gather(*(claim(instance) for instance in [store, other] * 8))
+    rounds = await asyncio.gather(*(claim(instance) for instance in [store, other_instance] * 8))
     assert sum(len(leases) for leases in rounds) == 3
     assert await running_of(store, "flood") == 3
 
@@ -167,7 +130,7 @@ async def test_a_full_queue_refuses_with_a_retry_hint_and_stores_nothing(store: 
 
 
 async def test_concurrent_submits_never_overshoot_a_queue_limit(
-        store: Store, other: Store) -> None:
+        store: Store, other_instance: Store) -> None:
     await store.set_tenant_limits(TenantLimits("a", max_queued=5))
 
     async def attempt(instance: Store) -> bool:
@@ -177,7 +140,8 @@ async def test_concurrent_submits_never_overshoot_a_queue_limit(
             return False
         return True
 
-    outcomes = await asyncio.gather(*(attempt(instance) for instance in [store, other] * 10))
+    instances = [store, other_instance] * 10
+    outcomes = await asyncio.gather(*(attempt(instance) for instance in instances))
     assert outcomes.count(True) == 5
     assert (await store.list_jobs(JobQuery(tenant="a"))).total_count == 5
 

@@ -14,6 +14,7 @@ from genai_jobs.domain.errors import (
 from genai_jobs.domain.records import (
     Job,
     JobPage,
+    JobPageJson,
     JobQuery,
     JobStatus,
     Lease,
@@ -37,6 +38,7 @@ __all__ = [
     "Job",
     "JobNotFound",
     "JobPage",
+    "JobPageJson",
     "JobQuery",
     "JobState",
     "JobStatus",

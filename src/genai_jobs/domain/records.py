@@ -138,6 +138,16 @@ class JobPage:
 
 
 @dataclass(frozen=True, slots=True)
+class JobPageJson:
+    """A page of jobs as the API writes it: `data` is the JSON array of their
+    documents (JobResponse's shape), written by the store's database."""
+
+    data: bytes
+    count: int
+    total_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRecord:
     id: UUID
     tenant: str

@@ -79,13 +79,19 @@ class JobContext:
 
     # -- progress -----------------------------------------------------------
     def progress(self, fraction: float | None = None, message: str = "") -> None:
-        """Report how far the work is (0..1) and what it is doing.
+        """Report how far the work is (0..1, kept to six decimal places) and what it
+        is doing.
 
         Never blocks: the worker writes the latest report to the store soon
         after, so calling this often costs nothing.
         """
         if fraction is not None and not 0.0 <= fraction <= 1.0:
             raise ValueError(f"progress must be between 0 and 1, not {fraction}")
+        if fraction is not None:
+            # Six decimals are finer than any progress bar, and every store writes
+            # such a number in JSON exactly as Python does (SQLite's own float
+            # printing is exact to 15 digits only).
+            fraction = round(float(fraction), 6)
         with self._lock:
             self._latest = ProgressReport(fraction, message)
         self._on_progress()

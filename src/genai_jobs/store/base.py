@@ -21,6 +21,7 @@ from genai_jobs.domain import (
     Job,
     JobNotFound,
     JobPage,
+    JobPageJson,
     JobQuery,
     JobState,
     JobStatus,
@@ -70,6 +71,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_jobs(self, query: JobQuery) -> JobPage: ...
+
+    @abc.abstractmethod
+    async def list_jobs_json(self, query: JobQuery) -> JobPageJson:
+        """The same page as `list_jobs`, as the API's JSON, written by the database
+        (a 1,000-job page built in Python holds the interpreter lock for ~75 ms)."""
 
     @abc.abstractmethod
     async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:

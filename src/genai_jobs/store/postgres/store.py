@@ -34,6 +34,7 @@ from genai_jobs.domain import (
     Job,
     JobNotFound,
     JobPage,
+    JobPageJson,
     JobQuery,
     JobState,
     JobStatus,
@@ -52,7 +53,7 @@ from genai_jobs.domain.tenants import priority_refusal, submit_refusal
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
 from genai_jobs.store.migrations import load_migrations
-from genai_jobs.store.postgres import tenants
+from genai_jobs.store.postgres import job_json, tenants
 from genai_jobs.store.postgres.listener import Listener
 from genai_jobs.store.postgres.rows import (
     JOB_COLUMNS,
@@ -243,6 +244,14 @@ class PostgresStore(Store):
                         " LIMIT %s OFFSET %s").format(where),
                 [*params, query.limit, query.offset])).fetchall()
         return JobPage(jobs=[job_from_row(row) for row in rows], total_count=int(total))
+
+    async def list_jobs_json(self, query: JobQuery) -> JobPageJson:
+        where, params = _list_filter(query)
+        async with self._connection() as conn:
+            row = _required(await _one(conn, job_json.page_statement(where),
+                                       [*params, *params, query.limit, query.offset]))
+        return JobPageJson(data=row["data"].encode(), count=row["n"],
+                           total_count=row["total"])
 
     async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
         return self._announce(await self._request_abort(job_id, tenant, reason))

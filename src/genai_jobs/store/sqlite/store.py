@@ -19,6 +19,7 @@ from genai_jobs.domain import (
     Job,
     JobNotFound,
     JobPage,
+    JobPageJson,
     JobQuery,
     JobState,
     JobStatus,
@@ -37,7 +38,7 @@ from genai_jobs.domain.tenants import priority_refusal, submit_refusal
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
 from genai_jobs.store.migrations import load_migrations
-from genai_jobs.store.sqlite import tenants
+from genai_jobs.store.sqlite import job_json, tenants
 from genai_jobs.store.sqlite.commits import commit_signals
 from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx
 from genai_jobs.store.sqlite.rows import (
@@ -187,6 +188,17 @@ class SQLiteStore(Store):
 
         # A page of 1,000 jobs takes tens of milliseconds to read and convert: off the
         # event loop, which keeps answering status polls meanwhile.
+        return await self._db.read_off_loop(read)
+
+    async def list_jobs_json(self, query: JobQuery) -> JobPageJson:
+        where, params = _list_filter(query)
+        statement = job_json.page_statement(where)
+
+        def read(conn: sqlite3.Connection) -> JobPageJson:
+            total, count, data = conn.execute(
+                statement, [*params, *params, query.limit, query.offset]).fetchone()
+            return JobPageJson(data=data, count=count, total_count=total)
+
         return await self._db.read_off_loop(read)
 
     async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
