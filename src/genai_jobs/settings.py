@@ -70,8 +70,10 @@ class Settings(BaseSettings):
     # server closed the connection just as the SDK sent its next poll on it (a reset).
     http_keep_alive_seconds: int = Field(default=15, ge=1)
     # Expensive requests (genai_jobs.api.admission): how many big pages (limit > 100)
-    # and uploads run at once, and how long one waits for its turn before a 503.
-    max_concurrent_big_pages: int = Field(default=4, ge=1)
+    # and uploads run at once, and how long one waits for its turn before a 503. One
+    # page at a time: the database writes it (~20 ms for 1,000 jobs) on a core of its
+    # own; four at once took both cores and tripled a status poll's p99 beside them.
+    max_concurrent_big_pages: int = Field(default=1, ge=1)
     max_concurrent_uploads: int = Field(default=2, ge=1)
     busy_queue_seconds: float = Field(default=30.0, ge=0)
     # `genai-jobs worker` serves its Prometheus metrics on this port when set.

@@ -1,8 +1,9 @@
 """Bounds on expensive requests, so that a burst of them cannot stall everyone else.
 
 Two kinds are expensive: big pages (a listing asking for more than
-`LIGHT_PAGE_LIMIT` items: up to 1,000 rows read and serialised on the event loop)
-and uploads (a dataset file is read whole and ingested: memory ~1.7x its size).
+`LIGHT_PAGE_LIMIT` items: up to 1,000 jobs written as JSON by the database, a
+core's work for ~20 ms) and uploads (a dataset file is read whole and ingested:
+memory ~3x its size).
 Each kind has its own number of slots. A request waits for a slot, first come
 first served, at most `queue_seconds`; past that it is a `503` with `Retry-After`
 and nothing done. Everything else (status polls, submits, small pages) never
