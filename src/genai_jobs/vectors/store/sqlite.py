@@ -23,6 +23,7 @@ from genai_jobs.vectors.records import (
     Chunk,
     Dataset,
     DatasetNotFound,
+    Document,
     DocumentInfo,
     NewChunk,
     NewDataset,
@@ -43,6 +44,25 @@ BATCHES_PER_READ = 64
 # Files are inserted by a SELECT that inserts nothing when told so (see create_dataset).
 _INSERT_FILE = ("INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
                 " content, metadata) SELECT ?, ?, ?, ?, ?, ?, ? WHERE ?")
+# A large file's row is made empty, then filled a slice at a time (_write_large_file).
+_INSERT_EMPTY_FILE = ("INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
+                      " content, metadata) VALUES (?, ?, ?, ?, ?, zeroblob(?), ?)")
+# Files above this size are written in slices of it: binding 160 MB at once made SQLite
+# copy it while the interpreter waited, and the event loop with it.
+LARGE_FILE_BYTES = 1 << 20
+
+def _write_large_file(conn: sqlite3.Connection, dataset_id: str, position: int,
+                      document: Document) -> None:
+    content = memoryview(document.content)
+    row = conn.execute(_INSERT_EMPTY_FILE, (
+        dataset_id, position, document.name, document.kind.value, len(content), len(content),
+        dump_json(dict(document.metadata)))).lastrowid
+    if row is None:
+        raise RuntimeError("the file's row was not inserted")
+    with conn.blobopen("dataset_files", "content", row) as blob:
+        for start in range(0, len(content), LARGE_FILE_BYTES):
+            blob.write(content[start:start + LARGE_FILE_BYTES])
+
 
 class SQLiteVectorStore(VectorStore):
     def __init__(self, database: SQLiteDatabase) -> None:
@@ -65,7 +85,11 @@ class SQLiteVectorStore(VectorStore):
                 _INSERT_FILE,
                 [(dataset_id, position, document.name, document.kind.value,
                   len(document.content), document.content, dump_json(dict(document.metadata)),
-                  True) for position, document in enumerate(new.documents)])
+                  True) for position, document in enumerate(new.documents)
+                 if len(document.content) <= LARGE_FILE_BYTES])
+            for position, document in enumerate(new.documents):
+                if len(document.content) > LARGE_FILE_BYTES:
+                    _write_large_file(tx.conn, dataset_id, position, document)
             # SQLite keeps a copy of a prepared statement's last values until it is bound
             # again, and Python keeps the statement: bound to nothing, the statement lets
             # go of the last file (a 160 MB one stayed in memory until the next upload).
