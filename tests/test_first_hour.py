@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import sysconfig
@@ -13,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
 import pytest
 
 from tests.pg_support import scratch_store
@@ -113,6 +116,30 @@ def test_token_commands_refuse_a_store_that_does_not_exist(tmp_path: Path,
                                     f"sqlite:///{elsewhere}"))
     assert f"no store at {elsewhere} (sqlite:///{elsewhere})" in error
     assert not elsewhere.parent.exists()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_token_commands_refuse_a_database_that_is_not_a_store(tmp_path: Path,
+                                                               kind: str) -> None:
+    """An existing database no migration touched (an empty file, another app's
+    PostgreSQL database) is refused, and nothing of ours is made in it."""
+    with scratch_store(kind) as url:
+        if url is None:
+            (tmp_path / "empty.db").touch()
+            url = f"sqlite:///{tmp_path / 'empty.db'}"
+        for command in (("create", "--tenant", "team-a"), ("list",)):
+            error = _one_line_error(_run_in(tmp_path, "token", *command,
+                                            "--database-url", url))
+            assert "no genai-jobs store in " in error
+            assert "genai-jobs migrate" in error
+            assert "postgres:" not in error.split(" in ", 1)[1].split("@")[0]  # no user
+        if kind == "sqlite":
+            with contextlib.closing(sqlite3.connect(tmp_path / "empty.db")) as db:
+                assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+        else:
+            with psycopg.connect(url) as conn:
+                assert conn.execute("SELECT to_regclass('schema_migrations') IS NULL"
+                                    ).fetchone() == (True,)
 
 
 def test_token_commands_work_once_migrate_made_the_store(tmp_path: Path) -> None:

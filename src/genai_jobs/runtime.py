@@ -27,6 +27,7 @@ from genai_jobs.api.connections import (
     guarded_protocol,
     raise_file_limit,
 )
+from genai_jobs.api.deps import public_location
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
 from genai_jobs.store import Store, create_store, redact_url
@@ -71,11 +72,24 @@ def store_for(settings: Settings) -> Store:
                         statement_timeout_seconds=settings.database_statement_timeout_seconds)
 
 
+class NotAStore(Exception):
+    """The database names no genai-jobs store, and the caller wanted an existing one."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
 @contextlib.asynccontextmanager
-async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+async def opened_store(settings: Settings, *, only_existing: bool = False
+                       ) -> AsyncIterator[Store]:
+    """The store, migrated; with `only_existing`, NotAStore for a database no migration
+    ever touched (a token made there is one no server would accept)."""
     store = store_for(settings)
     await store.open()
     try:
+        if only_existing and await store.is_empty():
+            raise NotAStore(public_location(settings.database_url))
         applied = await store.migrate()
         if applied:
             log.info("applied migrations %s", applied)

@@ -16,7 +16,7 @@ from genai_jobs.cli import options
 from genai_jobs.cli.errors import CLIError
 from genai_jobs.cli.service import build_settings, quiet_driver_logs
 from genai_jobs.domain import TokenNotFound, TokenRecord
-from genai_jobs.runtime import opened_store
+from genai_jobs.runtime import NotAStore, opened_store
 from genai_jobs.store import Store, UnsupportedDatabaseURL
 from genai_jobs.tokens import hash_secret, new_secret, tenant_name
 
@@ -36,13 +36,17 @@ def with_existing_store(database_url: str, action: Callable[[Store], Awaitable[T
         raise CLIError(options.no_store_here(settings.database_url, missing))
 
     async def run() -> T:
-        async with opened_store(settings) as store:
+        async with opened_store(settings, only_existing=True) as store:
             return await action(store)
 
     try:
         return asyncio.run(run())
     except UnsupportedDatabaseURL as exc:
         raise CLIError(str(exc)) from exc
+    except NotAStore as exc:
+        raise CLIError(f"no genai-jobs store in {exc.location}: point --database-url or "
+                       "GENAI_JOBS_DATABASE_URL at the server's store, or create this one "
+                       "with `genai-jobs migrate`") from exc
 
 
 @click.group()

@@ -70,6 +70,11 @@ class Store(abc.ABC):
         """The job, if `tenant` (None: any tenant) owns it; else JobNotFound."""
 
     @abc.abstractmethod
+    async def is_empty(self) -> bool:
+        """True when no migration was ever applied here: a database (or file) that is
+        not a genai-jobs store yet."""
+
+    @abc.abstractmethod
     async def list_jobs(self, query: JobQuery) -> JobPage: ...
 
     @abc.abstractmethod

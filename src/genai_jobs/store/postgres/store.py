@@ -234,6 +234,12 @@ class PostgresStore(Store):
             raise JobNotFound(job_id)
         return job_from_row(row)
 
+    async def is_empty(self) -> bool:
+        async with self._connection() as conn:
+            row = _required(await _one(
+                conn, "SELECT to_regclass('schema_migrations') IS NULL AS empty", ()))
+        return bool(row["empty"])
+
     async def list_jobs(self, query: JobQuery) -> JobPage:
         where, params = _list_filter(query)
         async with self._connection() as conn:

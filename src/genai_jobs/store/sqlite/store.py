@@ -175,6 +175,11 @@ class SQLiteStore(Store):
             raise JobNotFound(job_id)
         return job_from_row(row)
 
+    async def is_empty(self) -> bool:
+        return not self._db.query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+            ())
+
     async def list_jobs(self, query: JobQuery) -> JobPage:
         where, params = _list_filter(query)
 
