@@ -13,6 +13,7 @@ status route answers it with `303 See Other` to the dataset.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +38,6 @@ from genai_jobs.vectors.schemas import (
     DatasetResponse,
     DatasetUpdateRequest,
 )
-from genai_jobs.vectors.upload_form import read_form
 
 PREFIX = "/api/v2"
 UPLOAD_PATH = f"{PREFIX}/datasets/fromFile/"
@@ -134,17 +134,19 @@ class _Upload:
 async def _read_form(request: Request) -> _Upload:
     """The file and fields of an upload's multipart form."""
     try:
-        form, content = await read_form(request, max_files=1, max_fields=MAX_FORM_FIELDS,
-                                        file_field="file")
+        form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
     except HTTPException as exc:
         if exc.status_code != 400:
             raise  # e.g. 413 from the body size limit
         raise rejected(["body"], "multipart_invalid",
                        f"not a multipart upload of one file: {exc.detail}") from exc
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or content is None:
-        raise rejected(["body", "file"], "missing",
-                       "send the file as multipart/form-data field 'file'")
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(form.close)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise rejected(["body", "file"], "missing",
+                           "send the file as multipart/form-data field 'file'")
+        content = await upload.read()
     # Unknown fields are refused, as in every JSON body here, not silently ignored (a
     # misspelt `skipBadFiles` would otherwise upload nothing the caller meant to skip).
     unknown = next((key for key in form if key not in _FORM_FIELDS), None)
