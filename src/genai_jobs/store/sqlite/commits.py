@@ -132,9 +132,9 @@ async def _readable(fd: int, timeout: float) -> bool:
         loop.remove_reader(fd)
 
 
-# An overflow event's head: watch -1, mask IN_Q_OVERFLOW (little-endian, as Linux on the
-# machines this runs on); a name that happens to hold these bytes costs one extra look.
-_OVERFLOW = struct.pack("<iI", -1, 0x4000)
+# An overflow event's head: watch -1, mask IN_Q_OVERFLOW, in the machine's byte order; a
+# name that happens to hold these bytes costs one extra look.
+_OVERFLOW = struct.pack("=iI", -1, 0x4000)
 
 
 @contextlib.asynccontextmanager
