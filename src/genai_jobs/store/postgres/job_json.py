@@ -17,13 +17,7 @@ def page_statement(where: sql.Composable) -> sql.Composed:
     Parameters: `where`'s, `where`'s again, limit, offset. `json` (not `jsonb`)
     keeps payloads and results as they were stored, keys in their order.
     """
-    document = "json_build_object(" + ", ".join(f"'{field.name}', {_value(field)}"
-                                                for field in JOB_FIELDS) + ")"
-    return sql.SQL(
-        "SELECT (SELECT count(*) FROM jobs {where}) AS total, count(*) AS n,"
-        f" coalesce(json_agg({document} {_ORDER}), '[]')::text AS data"
-        f" FROM (SELECT * FROM jobs {{where}} {_ORDER} LIMIT %s OFFSET %s) AS page"
-    ).format(where=where)
+    return _PAGE.format(where=where)
 
 
 def _value(field: Field) -> str:
@@ -45,3 +39,12 @@ def _value(field: Field) -> str:
                     f" ELSE to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
                     f" || CASE WHEN mod(extract(microseconds FROM {utc}), 1000000) = 0 THEN ''"
                     f" ELSE to_char({utc}, '.US') END || 'Z' END")
+
+
+# Built once: only the filter differs between listings.
+_PAGE = sql.SQL(
+    "SELECT (SELECT count(*) FROM jobs {where}) AS total, count(*) AS n,"
+    " coalesce(json_agg(json_build_object("
+    + ", ".join(f"'{field.name}', {_value(field)}" for field in JOB_FIELDS)
+    + f") {_ORDER}), '[]')::text AS data"
+    f" FROM (SELECT * FROM jobs {{where}} {_ORDER} LIMIT %s OFFSET %s) AS page")

@@ -16,12 +16,10 @@ def page_statement(where: str) -> str:
     Parameters: `where`'s, `where`'s again, limit, offset. The array is built by
     `sqlite3_step`, which runs without the interpreter lock.
     """
-    document = "json_object(" + ", ".join(f"'{field.name}', {_value(field)}"
-                                          for field in JOB_FIELDS) + ")"
     # The subquery's LIMIT keeps it from being flattened: rows reach the
     # aggregate in its order.
     return (f"SELECT (SELECT COUNT(*) FROM jobs{where}), COUNT(*),"
-            f" CAST(json_group_array({document}) AS BLOB)"
+            f" CAST(json_group_array({_DOCUMENT}) AS BLOB)"
             f" FROM (SELECT * FROM jobs{where}"
             " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?)")
 
@@ -57,3 +55,8 @@ def _iso_time(column: str) -> str:
             f" ELSE strftime('%Y-%m-%dT%H:%M:%S', {seconds}, 'unixepoch')"
             f" || CASE WHEN {fraction} = 0 THEN '' ELSE printf('.%06d', {fraction}) END"
             " || 'Z' END")
+
+
+# Built once: only the filter differs between listings.
+_DOCUMENT = ("json_object("
+             + ", ".join(f"'{field.name}', {_value(field)}" for field in JOB_FIELDS) + ")")
