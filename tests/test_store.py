@@ -855,6 +855,45 @@ async def test_token_and_job_are_read_together_as_the_token_may_see_them(store: 
     assert await store.find_token_and_status("hash-unknown", own.id) == (None, None)
 
 
+async def test_concurrent_token_and_job_reads_each_get_their_own_answer(store: Store) -> None:
+    """PostgreSQL answers concurrent polls' lookups in one query (store/gathered.py):
+    each must still get the answer to its own question, and a revocation is seen by
+    every lookup that starts after it."""
+    admin = await store.create_token("ops", True, "hash-admin")
+    user = await store.create_token("acme", False, "hash-user")
+    own = await submit(store, tenant="acme")
+    other = await submit(store, tenant="globex")
+    asked = [("hash-user", own.id), ("hash-unknown", own.id), ("hash-user", other.id),
+             ("hash-admin", other.id), ("hash-user", uuid4()), ("hash-admin", own.id)]
+    expected = [(user, JobStatus.of(own)), (None, None), (user, None),
+                (admin, JobStatus.of(other)), (user, None), (admin, JobStatus.of(own))]
+    rounds = 40
+    answers = await asyncio.gather(*(store.find_token_and_status(secret, job_id)
+                                     for _ in range(rounds) for secret, job_id in asked))
+    assert answers == expected * rounds
+
+    await store.revoke_token(user.id)
+    answers = await asyncio.gather(*(store.find_token_and_status("hash-user", own.id)
+                                     for _ in range(rounds)))
+    assert answers == [(None, None)] * rounds
+
+
+async def test_a_poll_that_leaves_does_not_disturb_the_others_lookups(store: Store) -> None:
+    user = await store.create_token("acme", False, "hash-user")
+    own = await submit(store, tenant="acme")
+    lookups = [asyncio.ensure_future(store.find_token_and_status("hash-user", own.id))
+               for _ in range(20)]
+    for leaving in lookups[::3]:
+        leaving.cancel()
+    done = await asyncio.gather(*lookups, return_exceptions=True)
+    for index, outcome in enumerate(done):
+        if index % 3 == 0:
+            assert isinstance(outcome, asyncio.CancelledError)
+        else:
+            assert outcome == (user, JobStatus.of(own))
+    assert await store.find_token_and_status("hash-user", own.id) == (user, JobStatus.of(own))
+
+
 # -- the change feed ------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import functools
 import logging
 import select
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -52,6 +52,7 @@ from genai_jobs.domain import (
 from genai_jobs.domain.tenants import priority_refusal, submit_refusal
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
+from genai_jobs.store.gathered import GatheredLookups
 from genai_jobs.store.migrations import load_migrations
 from genai_jobs.store.postgres import job_json, tenants
 from genai_jobs.store.postgres.listener import Listener
@@ -118,6 +119,7 @@ class PostgresStore(Store):
         self._listener = Listener(conninfo, self.changes)
         self._listener_task: asyncio.Task[None] | None = None
         self._limits = tenants.LimitsCache()
+        self._tokens_and_statuses = GatheredLookups(self._find_tokens_and_statuses)
 
     @property
     def pool(self) -> AsyncConnectionPool[Conn]:
@@ -404,11 +406,22 @@ class PostgresStore(Store):
 
     async def find_token_and_status(
             self, secret_hash: str, job_id: UUID) -> tuple[TokenRecord | None, JobStatus | None]:
+        # Gathered with the other polls' (store/gathered.py): a crowd of long-polls
+        # asks again all at once after each answer.
+        return await self._tokens_and_statuses.lookup((secret_hash, job_id))
+
+    async def _find_tokens_and_statuses(
+            self, keys: Sequence[tuple[str, UUID]],
+    ) -> list[tuple[TokenRecord | None, JobStatus | None]]:
+        found: list[tuple[TokenRecord | None, JobStatus | None]] = [(None, None)] * len(keys)
         async with self._connection() as conn:
-            row = await _one(conn, _TOKEN_AND_STATUS, (job_id, secret_hash))
-        if row is None:
-            return None, None
-        return token_from_row(row, "token_"), None if row["id"] is None else status_from_row(row)
+            rows = await (await conn.execute(_TOKENS_AND_STATUSES, (
+                [secret_hash for secret_hash, _ in keys], [job_id for _, job_id in keys],
+            ))).fetchall()
+        for row in rows:
+            found[row["lookup"] - 1] = (token_from_row(row, "token_"),
+                                        None if row["id"] is None else status_from_row(row))
+        return found
 
     async def touch_token(self, token_id: UUID, when: datetime) -> None:
         async with self._connection() as conn:
@@ -540,12 +553,16 @@ _PURGE = (
 
 # The status poll's token and job status in one round trip: the token's columns
 # renamed beside the job's, the job left NULL where the token may not see it.
-_TOKEN_AND_STATUS = (
-    "SELECT t.id AS token_id, t.tenant AS token_tenant, t.is_admin AS token_is_admin,"
-    " t.created_at AS token_created_at, t.last_used_at AS token_last_used_at,"
-    " t.revoked_at AS token_revoked_at, " + qualified(STATUS_COLUMNS, "j") +
-    " FROM tokens t LEFT JOIN jobs j ON j.id = %s AND (t.is_admin OR j.tenant = t.tenant)"
-    " WHERE t.secret_hash = %s AND t.revoked_at IS NULL"
+# Each lookup's token (if live) and, if that token may see it, its job's status, by
+# the lookup's position (from 1) in the arrays.
+_TOKENS_AND_STATUSES = (
+    "SELECT k.lookup, t.id AS token_id, t.tenant AS token_tenant,"
+    " t.is_admin AS token_is_admin, t.created_at AS token_created_at,"
+    " t.last_used_at AS token_last_used_at, t.revoked_at AS token_revoked_at, "
+    + qualified(STATUS_COLUMNS, "j") +
+    " FROM unnest(%s::text[], %s::uuid[]) WITH ORDINALITY AS k(secret_hash, job_id, lookup)"
+    " JOIN tokens t ON t.secret_hash = k.secret_hash AND t.revoked_at IS NULL"
+    " LEFT JOIN jobs j ON j.id = k.job_id AND (t.is_admin OR j.tenant = t.tenant)"
 )
 
 
