@@ -98,9 +98,10 @@ class StatusFastPath:
             return await store.get(status.id, None if token.is_admin else token.tenant)
         # The token may see the job (the poll's query said so): a read shared with the
         # job's other waiters will do, as a crowd polls again at once after each answer.
-        job = await shared_reads(store).read(status.id, store.changes.tick)
+        read_at = store.changes.tick
+        job = await shared_reads(store).read(status.id, read_at)
         return await wait_for_change(store, job, wait, any_field if full else status_fields,
-                                     receive, seen)
+                                     receive, seen, read_at)
 
 
 def _wait_seconds(query: bytes) -> int | None:

@@ -122,18 +122,21 @@ def shared_reads(store: Store) -> SharedReads:
 
 
 async def wait_for_change(store: Store, job: Job, seconds: float, answer: Answer,
-                          receive: Receive | None = None, seen: str | None = None) -> Job:
+                          receive: Receive | None = None, seen: str | None = None,
+                          read_at: int | None = None) -> Job:
     """The job once `answer`'s fingerprint differs from now, it is terminal, or time is up.
     `job` was read for the caller's tenant already (a job's tenant never changes), so
     later reads need no tenant and can be shared. With the request's `receive`, the wait
     also ends when the client goes away (the answer then goes nowhere): a waiter holds
     nothing for a client that left. With `seen`, the ETag of the answer the client
-    has, a job that changed since is answered at once."""
+    has, a job that changed since is answered at once. `read_at`: the change tick
+    (`store.changes.tick`) taken before `job` was read; if no change was published
+    since, the wait needs no read of its own."""
     if seconds <= 0 or job.is_terminal or (seen is not None and answer.tag(job) != seen):
         return job
     if receive is None:
-        return await _wait(store, job, seconds, answer)
-    waiting = asyncio.ensure_future(_wait(store, job, seconds, answer))
+        return await _wait(store, job, seconds, answer, read_at)
+    waiting = asyncio.ensure_future(_wait(store, job, seconds, answer, read_at))
     gone = asyncio.ensure_future(_client_gone(receive))
     try:
         await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -157,15 +160,18 @@ async def _client_gone(receive: Receive) -> None:
     await asyncio.Event().wait()  # a body of that many parts: the time limit ends the wait
 
 
-async def _wait(store: Store, job: Job, seconds: float, answer: Answer) -> Job:
+async def _wait(store: Store, job: Job, seconds: float, answer: Answer,
+                read_at: int | None) -> Job:
     deadline = time.monotonic() + seconds
     before = answer.fingerprint(job)
     reads = shared_reads(store)
     metrics.WAITING_REQUESTS.inc()
     try:
         with store.changes.watch_job(job.id, progress=answer.shows_progress) as changed:
-            # Read once after watching: a change since `job` was read counts.
-            current = await reads.read(job.id, store.changes.tick)
+            # Read once after watching: a change since `job` was read counts. None was
+            # published since (the tick says): a later one will wake this waiter.
+            current = (job if store.changes.tick == read_at
+                       else await reads.read(job.id, store.changes.tick))
             while answer.fingerprint(current) == before and not current.is_terminal:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -159,10 +159,11 @@ async def get_job(
 ) -> Response:
     # serve answers most of these in api/fastpath.py before they get here (the
     # client's wait); this route answers the rest, with the same bytes.
+    read_at = services.store.changes.tick
     job = await services.store.get(statusId, caller.tenant_scope)
     job = await wait_for_change(services.store, job,
                                 min(wait_seconds, services.settings.max_wait_seconds), any_field,
-                                request.receive, seen_tag(if_none_match))
+                                request.receive, seen_tag(if_none_match), read_at)
     return Response(job_body(job), media_type="application/json",
                     headers={"ETag": any_field.tag(job)})
 

@@ -102,10 +102,12 @@ async def _status_of(request: Request) -> tuple[Job, dict[str, str]]:
     status_id = _parse(_STATUS_ID, request.path_params["statusId"], ("path", "statusId"))
     wait = request.query_params.get("waitSeconds")
     seconds = 0 if wait is None else _parse(_WAIT_SECONDS, wait, ("query", "waitSeconds"))
+    read_at = services.store.changes.tick
     job = await services.store.get(status_id, caller.tenant_scope)
     job = await wait_for_change(services.store, job,
                                 min(seconds, services.settings.max_wait_seconds), status_fields,
-                                request.receive, seen_tag(request.headers.get("if-none-match")))
+                                request.receive, seen_tag(request.headers.get("if-none-match")),
+                                read_at)
     return job, status_headers(job, request, services.settings.behind_proxy)
 
 
