@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from genai_jobs.api.admission import RATE_BURST_SECONDS
 from tests.pg_support import scratch_store
 from tests.support import Server, running_server, submit
 
@@ -154,3 +156,62 @@ def test_an_upload_leaves_no_copy_of_itself_in_memory(tmp_path: Path) -> None:
         kept = anonymous_memory_mib(pid) - before
     # SQLite's prepared statement used to keep the whole file (+61 MiB here).
     assert kept < 25, f"the server kept {kept:.0f} MiB after a {size // 10**6} MB upload"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_upload_bodies_are_taken_in_at_their_rate_while_polls_go_on(
+        kind: str, tmp_path: Path) -> None:
+    rate, size = 4_000_000, 6_000_000
+    env = {"GENAI_JOBS_UPLOAD_BYTES_PER_SECOND": str(rate)}
+    with scratch_store(kind) as url, running_server(
+            tmp_path, "--workers", "0", env=env, database_url=url) as server:
+        with server.client() as client:
+            job = submit(client, "diagnostics.sleep", {"seconds": 0})
+        answers: list[httpx.Response] = []
+        sending = threading.Thread(target=lambda: answers.append(upload(server, size)()))
+        started = time.monotonic()
+        sending.start()
+        polls: list[tuple[int, float]] = []
+        with server.client() as client:
+            for _ in range(2_000):  # and stops when the upload is answered
+                if not sending.is_alive():
+                    break
+                asked = time.monotonic()
+                status = client.get(f"{API}/status/{job}/").status_code
+                polls.append((status, time.monotonic() - asked))
+                time.sleep(0.02)
+        sending.join(timeout=60)
+        took = time.monotonic() - started
+    assert [answer.status_code for answer in answers] == [202]
+    # Nothing but the rate can make it this slow, on a loopback connection.
+    least = (size - rate * RATE_BURST_SECONDS) / rate
+    assert took >= least * 0.95, f"{size:,} bytes taken in {took:.2f} s at {rate:,} a second"
+    assert len(polls) >= 20
+    assert {status for status, _ in polls} == {200}
+    slowest = max(seconds for _, seconds in polls)
+    assert slowest < 1.0, f"a status poll took {slowest:.2f} s beside the upload"
+
+
+def memory_mib(pid: int, field: str) -> float:
+    """`VmRSS` (now) or `VmHWM` (the peak since the last reset) of a process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} in /proc: not Linux?")
+
+
+def test_a_large_text_upload_is_stored_without_holding_it_in_memory(tmp_path: Path) -> None:
+    """On SQLite a text document goes from its temporary file to the store a slice at a
+    time: the server's peak memory barely moves, whatever the file's size."""
+    size = 64_000_000
+    env = {"GENAI_JOBS_DATASET_MAX_FILE_BYTES": str(2 * size),
+           "GENAI_JOBS_UPLOAD_BYTES_PER_SECOND": "0"}
+    with running_server(tmp_path, "--workers", "0", env=env) as server:
+        assert server.service.process is not None
+        pid = server.service.process.pid
+        upload(server, 2_000_000)()  # the first large upload's one-off costs
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak starts again from now
+        before = memory_mib(pid, "VmRSS")
+        assert upload(server, size)().status_code == 202
+        peak = memory_mib(pid, "VmHWM") - before
+    assert peak < 40, f"a {size // 10**6} MB upload raised the server's peak by {peak:.0f} MiB"

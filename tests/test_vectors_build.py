@@ -219,7 +219,7 @@ def test_vector_databases_are_listed_and_other_tenants_get_404(
 @pytest.fixture(scope="module")
 def long_dataset(client: httpx.Client) -> str:
     """Enough text for a build of several seconds, to stop it half-way."""
-    return create_dataset(client, [("long.txt", filler_text(1500).encode())])
+    return create_dataset(client, [("long.txt", filler_text(4500).encode())])
 
 
 def check_nothing_left(api: Server, client: httpx.Client, vdb: dict[str, Any],

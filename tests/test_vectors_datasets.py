@@ -3,6 +3,7 @@ tenancy, and a server without the embeddings extra."""
 
 from __future__ import annotations
 
+import codecs
 import io
 import random
 import stat
@@ -15,7 +16,13 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from genai_jobs.vectors.datasets import Ingested, Limits, ingest_file, read_upload
+from genai_jobs.vectors.datasets import (
+    TEXT_CHECK_BYTES,
+    Ingested,
+    Limits,
+    ingest_file,
+    read_upload,
+)
 from genai_jobs.vectors.records import (
     BadFile,
     DatasetRejected,
@@ -23,8 +30,9 @@ from genai_jobs.vectors.records import (
     FilesRejected,
     MetadataType,
 )
+from genai_jobs.vectors.spooled import SpooledFile, whole
 from tests.support import REPO, Server, start_server, submit, wait_for_status
-from tests.vectors_support import API, BUILD, DATASETS, make_pdf, upload, zip_of
+from tests.vectors_support import API, BUILD, DATASETS, make_pdf, spooled, upload, zip_of
 
 LIMITS = Limits(max_file_bytes=100_000, max_files=20, max_total_bytes=300_000,
                 max_expansion_ratio=50, max_rows=5)
@@ -509,3 +517,69 @@ def test_without_the_extra_a_build_fails_at_once_saying_what_to_install(
         # Submitted directly through /jobs/ it fails the same way.
         direct = submit(client, BUILD, {"vectorDatabaseId": vdb["id"]})
         assert "genai-jobs[embeddings]" in wait_for_status(client, direct, "ERROR")["message"]
+
+
+# -- a large file read from its upload's temporary file ------------------------------
+
+def _ingested_or_refused(name: str, content: bytes | SpooledFile,
+                         limits: Limits) -> tuple[Any, ...]:
+    try:
+        found = ingest_file(name, content, limits)
+    except DatasetRejected as exc:
+        return ("refused", exc.bad_file)
+    except FilesRejected as exc:
+        return ("refused", *exc.files)
+    return ("taken", [(document.name, document.kind, whole(document.content),
+                       dict(document.metadata)) for document in found.documents],
+            found.metadata_columns)
+
+
+SLICE = TEXT_CHECK_BYTES
+SPOOLED_CASES = [
+    ("plain.txt", b"word " * (SLICE // 2)),
+    ("bom.md", codecs.BOM_UTF8 + "é".encode() * SLICE),
+    # A two-byte character cut by the slice boundary is one character, not an error.
+    ("cut.txt", b"a" * (SLICE - 1) + "é".encode() + b"b" * 10),
+    ("cut-with-bom.txt", codecs.BOM_UTF8 + b"a" * (SLICE - 4) + "€".encode() + b"tail"),
+    ("bad-late.txt", b"a" * (SLICE + 12_345) + b"\xff" + b"a" * 10),
+    ("bad-at-boundary.txt", b"a" * (SLICE - 1) + b"\xe2\x82" + b"x"),
+    ("bad-with-bom.txt", codecs.BOM_UTF8 + b"a" * (2 * SLICE) + b"\xc3(" + b"z"),
+    ("nul-late.txt", b"a" * (SLICE + 7) + b"\x00"),
+    ("blank.txt", b" \n\t" * SLICE),
+    ("only-bom.txt", codecs.BOM_UTF8),
+    ("manual.pdf", PDF + b"%" + b"padding " * (SLICE // 4)),
+    ("not-a.pdf", b"plain text, no header " * 60_000),
+    ("archive.zip", zip_of({"a.txt": b"alpha " * 300_000, "b/c.md": b"# gamma"})),
+    ("broken.zip", b"PK\x03\x04" + b"\x00" * (SLICE + 10)),
+    ("rows.csv", b"path,text,score\n" + b"".join(
+        b"doc-%d.txt,line %d of many,%d\n" % (row, row, row) for row in range(4))),
+    ("picture.png", b"\x89PNG" + b"\x00" * SLICE),
+]
+
+
+@pytest.mark.parametrize(("name", "content"), SPOOLED_CASES,
+                         ids=[name for name, _ in SPOOLED_CASES])
+def test_a_file_read_from_its_temporary_file_is_taken_or_refused_as_in_memory(
+        name: str, content: bytes) -> None:
+    limits = Limits(max_file_bytes=10 * SLICE, max_files=20, max_total_bytes=20 * SLICE,
+                    max_expansion_ratio=50, max_rows=5)
+    in_memory = _ingested_or_refused(name, content, limits)
+    from_file = _ingested_or_refused(name, spooled(content), limits)
+    assert from_file == in_memory
+    if name.startswith("bad-"):  # the position counts from after a byte-order mark
+        with pytest.raises(UnicodeDecodeError) as caught:
+            content.removeprefix(codecs.BOM_UTF8).decode()
+        assert in_memory[1].reason == f"not UTF-8 text (byte {caught.value.start})"
+
+
+def test_a_spooled_file_reads_in_slices_and_lets_go_of_its_descriptor() -> None:
+    content = random.Random(3).randbytes(3 * SLICE + 17)
+    file = spooled(content)
+    assert len(file) == len(content)
+    assert b"".join(file.slices(SLICE)) == content
+    assert [len(piece) for piece in file.slices(SLICE)] == [SLICE] * 3 + [17]
+    assert file.read(len(content) - 5, 100) == content[-5:]
+    with file.opened() as opened:
+        assert opened.read() == content
+    file.close()
+    file.close()  # twice is harmless

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import sqlite3
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from genai_jobs.vectors.spooled import SpooledFile
 from tests.support import poll_until
 
 API = "/api/v2/genai"
@@ -187,3 +189,11 @@ def sqlite_rows(database_url: str, sql: str, params: tuple[Any, ...] = ()) -> li
     path = Path(database_url.removeprefix("sqlite:///"))
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+def spooled(content: bytes) -> SpooledFile:
+    """`content` as a large upload reaches the ingest: in a temporary file of its own."""
+    with tempfile.TemporaryFile() as file:
+        file.write(content)
+        file.flush()
+        return SpooledFile.of(file)  # a descriptor of its own: the bytes outlive `file`

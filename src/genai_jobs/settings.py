@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # own; four at once took both cores and tripled a status poll's p99 beside them.
     max_concurrent_big_pages: int = Field(default=1, ge=1)
     max_concurrent_uploads: int = Field(default=2, ge=1)
+    # The bodies of all uploads, taken in at most this fast (bytes a second; 0: no bound):
+    # receiving and parsing them is the event loop's work (api/admission.py).
+    upload_bytes_per_second: int = Field(default=100_000_000, ge=0)
     busy_queue_seconds: float = Field(default=30.0, ge=0)
     # `genai-jobs worker` serves its Prometheus metrics on this port when set.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

@@ -13,8 +13,16 @@ An upload takes its slot only once its whole body has arrived (the multipart
 parser spools it to a temporary file meanwhile): a slow sender holds a
 connection, not one of the few slots, and the memory the slots bound is the
 memory the ingest uses. Upload memory is then at most about
-`max_concurrent_uploads` x 3 x the upload size limit (measured: a 160 MB text
-file peaks at +482 MB; +24 MB stay once it is stored).
+`max_concurrent_uploads` x 3 x the upload size limit for an archive, a CSV or
+a PDF (read whole), and a few megabytes for a text document on SQLite (checked
+and stored a slice at a time from its temporary file: ten 160 MB uploads, +36 MB).
+
+The bodies of uploads are taken in at most `upload_bytes_per_second` in all.
+Receiving and parsing a body is the event loop's own work (~1.5 ms a megabyte
+here): ten uploads sent at once over loopback kept it busy for seconds, and
+every status poll waited behind ten chunks at each turn of the loop (p99 6x
+quiet). Past the rate, an upload's next chunk waits; the server stops reading
+its socket meanwhile, so the sender is slowed by TCP, not refused.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from genai_jobs import metrics
 
 # Pages up to this size are cheap (the default page is 100).
 LIGHT_PAGE_LIMIT = 100
+# Upload bytes taken in at once before the rate applies: a small upload never waits.
+RATE_BURST_SECONDS = 0.05
 BUSY = "the server is busy with other large requests; try again shortly"
 _BUSY_BODY = b'{"detail":"' + BUSY.encode() + b'"}'
 
@@ -65,13 +75,38 @@ class Slots:
         return str(max(1, round(self.queue_seconds / 4)))
 
 
+class ByteRate:
+    """At most `per_second` bytes a second, in all, for those who `take` them (None:
+    no bound). Whoever takes more than is left waits for the debt to be paid back, so
+    concurrent takers are served in turn."""
+
+    def __init__(self, per_second: float | None,
+                 burst_seconds: float = RATE_BURST_SECONDS) -> None:
+        self.per_second = per_second
+        self._burst = (per_second or 0) * burst_seconds
+        self._level = self._burst
+        self._at = 0.0
+
+    async def take(self, count: int) -> None:
+        if self.per_second is None or count <= 0:
+            return
+        now = asyncio.get_running_loop().time()
+        self._level = min(self._burst, self._level + (now - self._at) * self.per_second)
+        self._at = now
+        self._level -= count
+        if self._level < 0:
+            await asyncio.sleep(-self._level / self.per_second)
+
+
 class HeavyRequestGate:
     def __init__(self, app: ASGIApp, *, max_heavy_pages: int, max_uploads: int,
-                 queue_seconds: float, upload_paths: Collection[str]) -> None:
+                 queue_seconds: float, upload_paths: Collection[str],
+                 upload_bytes_per_second: float | None = None) -> None:
         self.app = app
         self.pages = Slots("page", max_heavy_pages, queue_seconds)
         self.uploads = Slots("upload", max_uploads, queue_seconds)
         self.upload_paths = frozenset(upload_paths)
+        self.upload_rate = ByteRate(upload_bytes_per_second)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,6 +132,8 @@ class HeavyRequestGate:
         async def gated() -> Message:
             nonlocal held
             message = await receive()
+            if message["type"] == "http.request":
+                await self.upload_rate.take(len(message.get("body", b"")))
             if (message["type"] == "http.request" and not message.get("more_body", False)
                     and not held):
                 held = True

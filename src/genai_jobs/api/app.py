@@ -42,6 +42,7 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
                        per_route=vectors_api.body_limits())
     app.add_middleware(HeavyRequestGate, max_heavy_pages=settings.max_concurrent_big_pages,
                        max_uploads=settings.max_concurrent_uploads,
+                       upload_bytes_per_second=settings.upload_bytes_per_second or None,
                        queue_seconds=settings.busy_queue_seconds,
                        upload_paths=[path for _, path in vectors_api.body_limits()])
     errors.install(app)

@@ -24,13 +24,21 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from genai_jobs.api.deps import Caller, CallerDep, ServicesDep
+from genai_jobs.api.deps import Caller, CallerDep, Services, ServicesDep
 from genai_jobs.api.openapi import API_ERRORS, errors
 from genai_jobs.api.schemas import CamelModel
 from genai_jobs.api.urls import base_url
 from genai_jobs.domain import NewJob
 from genai_jobs.vectors.datasets import SUPPORTED_UPLOADS, Ingested, Limits, ingest_file
-from genai_jobs.vectors.deps import Limit, Offset, VectorsDep, links, only_methods, rejected
+from genai_jobs.vectors.deps import (
+    Limit,
+    Offset,
+    VectorsDep,
+    VectorServices,
+    links,
+    only_methods,
+    rejected,
+)
 from genai_jobs.vectors.records import Dataset, NewDataset, Page
 from genai_jobs.vectors.schemas import (
     MAX_NAME_CHARS,
@@ -38,6 +46,7 @@ from genai_jobs.vectors.schemas import (
     DatasetResponse,
     DatasetUpdateRequest,
 )
+from genai_jobs.vectors.spooled import SLICE_BYTES, Content, SpooledFile
 
 PREFIX = "/api/v2"
 UPLOAD_PATH = f"{PREFIX}/datasets/fromFile/"
@@ -83,6 +92,15 @@ class UploadResponse(CamelModel):
 async def upload_dataset(request: Request, response: Response, services: ServicesDep,
                          caller: CallerDep, vectors: VectorsDep) -> UploadResponse:
     upload = await _read_form(request)
+    try:
+        return await _store_upload(request, response, services, caller, vectors, upload)
+    finally:
+        upload.release()
+
+
+async def _store_upload(request: Request, response: Response, services: Services,
+                        caller: Caller, vectors: VectorServices,
+                        upload: _Upload) -> UploadResponse:
     ingested = await asyncio.to_thread(ingest_file, upload.file_name, upload.content,
                                        Limits.from_settings(vectors.settings),
                                        upload.skip_bad_files)
@@ -126,9 +144,14 @@ def _ingest_result(dataset: Dataset, ingested: Ingested) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class _Upload:
     file_name: str
-    content: bytes
+    content: Content
     name: str | None  # the dataset's, when given
     skip_bad_files: bool
+
+    def release(self) -> None:
+        """Let go of the spooled file now (a file descriptor, and its disk space)."""
+        if isinstance(self.content, SpooledFile):
+            self.content.close()
 
 
 async def _read_form(request: Request) -> _Upload:
@@ -146,21 +169,27 @@ async def _read_form(request: Request) -> _Upload:
         if not isinstance(upload, UploadFile):
             raise rejected(["body", "file"], "missing",
                            "send the file as multipart/form-data field 'file'")
-        content = await upload.read()
-    # Unknown fields are refused, as in every JSON body here, not silently ignored (a
-    # misspelt `skipBadFiles` would otherwise upload nothing the caller meant to skip).
-    unknown = next((key for key in form if key not in _FORM_FIELDS), None)
-    if unknown is not None:
-        raise rejected(["body", unknown], "extra_forbidden",
-                       f"Extra inputs are not permitted: the form takes "
-                       f"{', '.join(sorted(_FORM_FIELDS))}")
-    name = form.get("name")
-    if isinstance(name, str) and len(name.strip()) > MAX_NAME_CHARS:
-        raise rejected(["body", "name"], "string_too_long",
-                       f"String should have at most {MAX_NAME_CHARS} characters")
+        # Unknown fields are refused, as in every JSON body here, not silently ignored (a
+        # misspelt `skipBadFiles` would otherwise upload nothing the caller meant to skip).
+        unknown = next((key for key in form if key not in _FORM_FIELDS), None)
+        if unknown is not None:
+            raise rejected(["body", unknown], "extra_forbidden",
+                           f"Extra inputs are not permitted: the form takes "
+                           f"{', '.join(sorted(_FORM_FIELDS))}")
+        name = form.get("name")
+        if isinstance(name, str) and len(name.strip()) > MAX_NAME_CHARS:
+            raise rejected(["body", "name"], "string_too_long",
+                           f"String should have at most {MAX_NAME_CHARS} characters")
+        skip_bad_files = _form_boolean(form.get(SKIP_FIELD), SKIP_FIELD)
+        content: Content
+        if upload.size is not None and upload.size > SLICE_BYTES:
+            # Left in the file the parser spooled it to, and read a slice at a time.
+            content = SpooledFile.of(upload.file)
+        else:
+            content = await upload.read()
     return _Upload(upload.filename or "", content,
                    name.strip() if isinstance(name, str) and name.strip() else None,
-                   _form_boolean(form.get(SKIP_FIELD), SKIP_FIELD))
+                   skip_bad_files)
 
 
 def _form_boolean(value: object, field: str) -> bool:

@@ -13,19 +13,19 @@ by its path in it). Two kinds of refusal:
   once (DatasetRejected): it comes from an attack or a broken upload, and no
   file of it is worth keeping.
 
-Nothing is ever written to a disk: the documents' bytes go to the store, so no
-name can point outside a data folder; unsafe names are refused all the same,
-since they only come from mistakes or attacks. Archives are read member by
-member with a cap on what each may expand to, so a zip bomb costs no more
-memory than the limits allow; a bad member is judged by its name and declared
-size before it is decompressed.
+Nothing is ever written to a disk: the documents' bytes go to the store (a large
+file straight from the temporary file its upload was spooled to, a slice at a
+time: vectors/spooled.py), so no name can point outside a data folder; unsafe
+names are refused all the same, since they only come from mistakes or attacks.
+Archives are read member by member with a cap on what each may expand to, so a
+zip bomb costs no more memory than the limits allow; a bad member is judged by
+its name and declared size before it is decompressed.
 """
 
 from __future__ import annotations
 
 import codecs
 import functools
-import io
 import re
 import stat
 import warnings
@@ -44,6 +44,7 @@ from genai_jobs.vectors.records import (
     MetadataColumn,
 )
 from genai_jobs.vectors.settings import VectorSettings
+from genai_jobs.vectors.spooled import Content, head, opened, slices, whole
 
 KINDS_BY_SUFFIX = {
     ".txt": DocumentKind.TEXT,
@@ -95,7 +96,7 @@ class Ingested:
     skipped_files: list[BadFile] = field(default_factory=list)
 
 
-def ingest_file(raw_name: str, content: bytes, limits: Limits,
+def ingest_file(raw_name: str, content: Content, limits: Limits,
                 skip_bad_files: bool = False) -> Ingested:
     """The documents of one uploaded file (DataRobot's `fromFile`): a document, a zip of
     documents (named by their path in it), or a CSV with a document per row. Bad files
@@ -107,7 +108,7 @@ def ingest_file(raw_name: str, content: bytes, limits: Limits,
         if len(content) > limits.max_total_bytes:
             raise DatasetRejected(name, f"{len(content):,} bytes is over the limit of "
                                         f"{limits.max_total_bytes:,}", "dataset_too_large")
-        found = read_csv(name, decoded_text(name, content), limits.max_rows,
+        found = read_csv(name, decoded_text(name, whole(content)), limits.max_rows,
                          limits.max_file_bytes, safe_name)
         _check_unique(found.documents)
         return Ingested(found.documents, found.metadata_columns)
@@ -202,7 +203,7 @@ def kind_of(name: str) -> DocumentKind:
 # How much of a text file `check_text` decodes at a time (a millisecond's work).
 TEXT_CHECK_BYTES = 1 << 20
 
-def check_document(name: str, content: bytes, limits: Limits) -> Document:
+def check_document(name: str, content: Content, limits: Limits) -> Document:
     kind = kind_of(name)
     if not content:
         raise DatasetRejected(name, "the file is empty", "empty_file")
@@ -227,21 +228,23 @@ def decoded_text(name: str, content: bytes) -> str:
     return text
 
 
-def check_text(name: str, content: bytes) -> None:
+def check_text(name: str, content: Content) -> None:
     """What `decoded_text` refuses, and a file of white space only, checked a slice at a
     time: decoding 160 MB at once held the interpreter for a third of a second, and
-    every status poll the API answered meanwhile waited (bench/hostile.py uploads)."""
-    start = len(codecs.BOM_UTF8) if content.startswith(codecs.BOM_UTF8) else 0
+    every status poll the API answered meanwhile waited (bench/hostile.py uploads).
+    Byte positions in errors count from after a byte-order mark, as `decoded_text`'s."""
+    bom = len(codecs.BOM_UTF8) if head(content, len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
     decoder = codecs.getincrementaldecoder("utf-8")()
-    view = memoryview(content)
     has_text = False
-    for offset in range(start, len(content), TEXT_CHECK_BYTES):
+    offset = 0  # where the slice begins in the file
+    for piece in slices(content, TEXT_CHECK_BYTES):
+        data, begins = (piece[bom:], bom) if offset == 0 else (piece, offset)
+        offset += len(piece)
         pending = len(decoder.getstate()[0])  # a character cut by the last slice
         try:
-            text = decoder.decode(view[offset:offset + TEXT_CHECK_BYTES],
-                                  final=offset + TEXT_CHECK_BYTES >= len(content))
+            text = decoder.decode(data, final=offset >= len(content))
         except UnicodeDecodeError as exc:
-            byte = offset - pending + exc.start - start
+            byte = begins - pending + exc.start - bom
             raise DatasetRejected(name, f"not UTF-8 text (byte {byte})", "not_text") from exc
         if "\x00" in text:
             raise DatasetRejected(name, "not text: it contains NUL bytes", "not_text")
@@ -250,9 +253,9 @@ def check_text(name: str, content: bytes) -> None:
         raise DatasetRejected(name, "the file has no text (only white space)", "empty_file")
 
 
-def check_pdf(name: str, content: bytes) -> None:
+def check_pdf(name: str, content: Content) -> None:
     """The header always; with pypdf installed (the embeddings extra), that it opens too."""
-    if b"%PDF-" not in content[:PDF_HEADER_WINDOW]:
+    if b"%PDF-" not in head(content, PDF_HEADER_WINDOW):
         raise DatasetRejected(name, "not a PDF: no %PDF- header", "corrupt_pdf")
     try:
         from pypdf import PdfReader
@@ -260,9 +263,9 @@ def check_pdf(name: str, content: bytes) -> None:
     except ImportError:  # the build will parse it, and name it if it is broken
         return
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), opened(content) as file:
             warnings.simplefilter("ignore")  # pypdf warns about what it can repair
-            reader = PdfReader(io.BytesIO(content))
+            reader = PdfReader(file)
             if reader.is_encrypted:
                 raise DatasetRejected(name, "the PDF is encrypted", "encrypted_pdf")
             pages = len(reader.pages)
@@ -273,22 +276,23 @@ def check_pdf(name: str, content: bytes) -> None:
         raise DatasetRejected(name, "the PDF has no pages", "empty_file")
 
 
-def expand_archive(name: str, content: bytes, limits: Limits, intake: _Intake,
+def expand_archive(name: str, content: Content, limits: Limits, intake: _Intake,
                    prefix: str | None = None) -> None:
     """Read the archive's documents into `intake`, named `<prefix>/<path in the archive>`
     (`prefix` None: the archive's own name; "": the path alone)."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(content))
-        members = [info for info in archive.infolist()
-                   if not info.is_dir() and not _ARCHIVE_JUNK.search(info.filename)]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
-        raise DatasetRejected(name, f"not a readable zip archive: {_first_line(exc)}",
-                              "corrupt_archive") from exc
-    _check_declared_sizes(name, len(content), members, limits)
-    with archive:
-        for info in members:
-            intake.take(functools.partial(_read_member, archive, info, limits,
-                                          name if prefix is None else prefix))
+    with opened(content) as file:
+        try:
+            archive = zipfile.ZipFile(file)
+            members = [info for info in archive.infolist()
+                       if not info.is_dir() and not _ARCHIVE_JUNK.search(info.filename)]
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
+            raise DatasetRejected(name, f"not a readable zip archive: {_first_line(exc)}",
+                                  "corrupt_archive") from exc
+        _check_declared_sizes(name, len(content), members, limits)
+        with archive:
+            for info in members:
+                intake.take(functools.partial(_read_member, archive, info, limits,
+                                              name if prefix is None else prefix))
 
 
 def _check_declared_sizes(name: str, size: int, members: list[zipfile.ZipInfo],

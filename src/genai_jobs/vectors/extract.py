@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 from genai_jobs.vectors.records import Document, DocumentKind
+from genai_jobs.vectors.spooled import whole
 
 # Elements whose content is not text a reader sees.
 _HIDDEN = frozenset({"script", "style", "noscript", "template", "head", "svg"})
@@ -56,8 +57,8 @@ class ExtractedText:
 
 def extract(document: Document) -> ExtractedText:
     if document.kind is DocumentKind.PDF:
-        return extract_pdf(document.content)
-    text = document.content.decode("utf-8-sig", errors="replace")
+        return extract_pdf(whole(document.content))
+    text = whole(document.content).decode("utf-8-sig", errors="replace")
     if document.kind is DocumentKind.HTML:
         return ExtractedText(html_text(text))
     return ExtractedText(text)

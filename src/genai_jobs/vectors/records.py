@@ -21,6 +21,7 @@ from datetime import datetime
 from uuid import UUID
 
 from genai_jobs.domain import DomainError
+from genai_jobs.vectors.spooled import Content
 
 
 class DocumentKind(enum.StrEnum):
@@ -52,11 +53,12 @@ class MetadataColumn:
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One document of a dataset, with its bytes: a file, a zip member or a CSV row."""
+    """One document of a dataset, with its bytes: a file, a zip member or a CSV row
+    (a large uploaded file's bytes still in its upload's temporary file)."""
 
     name: str
     kind: DocumentKind
-    content: bytes
+    content: Content
     metadata: Metadata = field(default_factory=dict)
 
 

@@ -7,6 +7,7 @@ for a write in flight and every write after it sees the new owner.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -35,6 +36,7 @@ from genai_jobs.vectors.records import (
     VectorDatabaseNotFound,
     VectorDatabaseQuery,
 )
+from genai_jobs.vectors.spooled import SpooledFile, whole
 from genai_jobs.vectors.store import rows as mapping
 from genai_jobs.vectors.store.base import VectorStore
 
@@ -61,6 +63,10 @@ class PostgresVectorStore(VectorStore):
 
     # -- datasets ---------------------------------------------------------
     async def create_dataset(self, new: NewDataset) -> Dataset:
+        # PostgreSQL takes a file's bytes in one parameter: a spooled one is read first.
+        contents = [await asyncio.to_thread(whole, document.content)
+                    if isinstance(document.content, SpooledFile) else document.content
+                    for document in new.documents]
         async with self._transaction() as conn:
             await conn.execute(
                 "INSERT INTO datasets (id, version_id, tenant, name, file_count, total_bytes,"
@@ -75,8 +81,9 @@ class PostgresVectorStore(VectorStore):
                     "INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
                     " content, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     [(new.id, position, document.name, document.kind.value,
-                      len(document.content), document.content, Jsonb(dict(document.metadata)))
-                     for position, document in enumerate(new.documents)])
+                      len(content), content, Jsonb(dict(document.metadata)))
+                     for position, (document, content)
+                     in enumerate(zip(new.documents, contents, strict=True))])
         return await self.get_dataset(new.id, new.tenant)
 
     async def get_dataset(self, dataset_id: UUID, tenant: str | None) -> Dataset:

@@ -34,6 +34,7 @@ from genai_jobs.vectors.records import (
     VectorDatabaseNotFound,
     VectorDatabaseQuery,
 )
+from genai_jobs.vectors.spooled import slices, whole
 from genai_jobs.vectors.store import rows as mapping
 from genai_jobs.vectors.store.base import VectorStore
 
@@ -44,24 +45,21 @@ BATCHES_PER_READ = 64
 # Files are inserted by a SELECT that inserts nothing when told so (see create_dataset).
 _INSERT_FILE = ("INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
                 " content, metadata) SELECT ?, ?, ?, ?, ?, ?, ? WHERE ?")
-# A large file's row is made empty, then filled a slice at a time (_write_large_file).
-_INSERT_EMPTY_FILE = ("INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
-                      " content, metadata) VALUES (?, ?, ?, ?, ?, zeroblob(?), ?)")
-# Files above this size are written in slices of it: binding 160 MB at once made SQLite
-# copy it while the interpreter waited, and the event loop with it.
+# A large file is kept a slice per row in dataset_file_parts (migration 0008), its own
+# row's content left empty; files up to this size are one value.
 LARGE_FILE_BYTES = 1 << 20
+_INSERT_PART = ("INSERT INTO dataset_file_parts (dataset_id, position, part, content)"
+                " VALUES (?, ?, ?, ?)")
+
 
 def _write_large_file(conn: sqlite3.Connection, dataset_id: str, position: int,
                       document: Document) -> None:
-    content = memoryview(document.content)
-    row = conn.execute(_INSERT_EMPTY_FILE, (
-        dataset_id, position, document.name, document.kind.value, len(content), len(content),
-        dump_json(dict(document.metadata)))).lastrowid
-    if row is None:
-        raise RuntimeError("the file's row was not inserted")
-    with conn.blobopen("dataset_files", "content", row) as blob:
-        for start in range(0, len(content), LARGE_FILE_BYTES):
-            blob.write(content[start:start + LARGE_FILE_BYTES])
+    conn.execute(_INSERT_FILE, (dataset_id, position, document.name, document.kind.value,
+                                len(document.content), b"", dump_json(dict(document.metadata)),
+                                True))
+    # From the upload's temporary file if it is still there (vectors/spooled.py).
+    conn.executemany(_INSERT_PART, ((dataset_id, position, part, piece) for part, piece
+                                    in enumerate(slices(document.content, LARGE_FILE_BYTES))))
 
 
 class SQLiteVectorStore(VectorStore):
@@ -84,7 +82,8 @@ class SQLiteVectorStore(VectorStore):
             tx.conn.executemany(
                 _INSERT_FILE,
                 [(dataset_id, position, document.name, document.kind.value,
-                  len(document.content), document.content, dump_json(dict(document.metadata)),
+                  len(document.content), whole(document.content),
+                  dump_json(dict(document.metadata)),
                   True) for position, document in enumerate(new.documents)
                  if len(document.content) <= LARGE_FILE_BYTES])
             for position, document in enumerate(new.documents):
@@ -141,11 +140,22 @@ class SQLiteVectorStore(VectorStore):
         return [mapping.document_info(row, DECODE) for row in rows]
 
     async def read_document(self, dataset_id: UUID, position: int) -> bytes:
-        rows = await self._read("SELECT content FROM dataset_files WHERE dataset_id = ?"
-                                " AND position = ?", (str(dataset_id), position))
-        if not rows:
+        # One statement, one snapshot: the file's row first, then its parts, if any.
+        rows = await self._read(
+            "SELECT 0, size_bytes, content FROM dataset_files"
+            " WHERE dataset_id = ?1 AND position = ?2"
+            " UNION ALL SELECT 1 + part, NULL, content FROM dataset_file_parts"
+            " WHERE dataset_id = ?1 AND position = ?2 ORDER BY 1",
+            (str(dataset_id), position))
+        if not rows or rows[0][0] != 0:
             raise DatasetNotFound(dataset_id)
-        return bytes(rows[0][0])
+        if len(rows) == 1:
+            return bytes(rows[0][2])
+        content = b"".join(row[2] for row in rows[1:])
+        if len(content) != rows[0][1]:
+            raise RuntimeError(f"document {position} of dataset {dataset_id} has "
+                               f"{len(content):,} bytes in parts of {rows[0][1]:,}")
+        return content
 
     # -- vector databases ---------------------------------------------------
     async def create_vector_database(self, new: NewVectorDatabase) -> VectorDatabase:
