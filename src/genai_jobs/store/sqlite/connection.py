@@ -105,6 +105,10 @@ class SQLiteDatabase:
         # change for another process's (it would not know what the change was).
         self._own_seqs: set[int] = set()
         self._own_lock = threading.Lock()
+        # When (time.monotonic()) the writer thread's open transaction took the write
+        # lock; None between transactions. Set and cleared by that thread alone, read
+        # by the commit watcher (store/sqlite/commits.py).
+        self.write_began: float | None = None
         # Big reads (pages of up to 1,000 jobs, ~45 ms) run here on connections of their
         # own, so that the event loop answers status polls meanwhile.
         self._big_reads: ThreadPoolExecutor | None = None
@@ -220,6 +224,7 @@ class SQLiteDatabase:
             batch, stop = self._waiting(first)
             _fail_all(batch, StoreUnavailable(f"SQLite store is busy or unreadable: {exc}"))
             return stop
+        self.write_began = time.monotonic()
         batch, stop = self._waiting(first)
         seq = 0
         try:
@@ -232,6 +237,8 @@ class SQLiteDatabase:
                 conn.execute("ROLLBACK")
             _fail_all(batch, StoreUnavailable(f"SQLite store cannot be written: {exc}"))
             return stop
+        finally:
+            self.write_began = None
         for request, outcome in zip(batch, outcomes, strict=True):
             _settle(request, outcome)
         return stop

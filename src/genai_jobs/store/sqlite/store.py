@@ -496,7 +496,7 @@ class SQLiteStore(Store):
         reader = self._db.reader
         self._seen_seq = _current_seq(reader)
         data_version = reader.execute("PRAGMA data_version").fetchone()[0]
-        async with commit_signals(self._db.path) as signals:
+        async with commit_signals(self._db.path, lambda: self._db.write_began) as signals:
             while True:
                 await signals.next_look()
                 try:  # a look: one `PRAGMA data_version` unless something changed
