@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,8 @@ def check_status_body(body: Any, *, job_id: str | None = None, status: str | Non
     return body
 
 
-def check_validation_error(response: httpx.Response, loc_prefix: list[str | int]) -> list[Any]:
+def check_validation_error(response: httpx.Response,
+                           loc_prefix: Sequence[str | int]) -> list[Any]:
     """422 in the seed's HTTPValidationErrorResponse shape; some item's loc starts so."""
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/json")

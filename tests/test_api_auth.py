@@ -216,7 +216,9 @@ def test_another_tenants_job_is_an_unknown_id(
         assert check_not_found(client_b.delete(status_path(job_id)), job_id) == expected
         assert check_not_found(client_b.delete(status_path(unknown)), unknown) == expected
 
-        for params in ({}, {"status": "RUNNING"}, {"jobType": SLEEP, "limit": 1000}):
+        pages: list[dict[str, str | int]] = [{}, {"status": "RUNNING"},
+                                             {"jobType": SLEEP, "limit": 1000}]
+        for params in pages:
             page = client_b.get(f"{API}/jobs/", params=params).json()
             assert job_id not in [item["statusId"] for item in page["data"]]
 

@@ -120,8 +120,9 @@ def test_job_status_get_reads_a_completed_job(
     status = JobStatus.get(job_id)
 
     assert status.status_id == job_id
-    # The package keeps the raw values (its enums' values), not enum members.
-    assert status.status == JobExecutionState.COMPLETED.value
+    # The package keeps the raw values (its enums' values), not enum members, whatever
+    # its annotations say.
+    assert status.status == JobExecutionState.COMPLETED.value  # type: ignore[comparison-overlap]
     assert status.code == JobErrorCode.NO_ERROR.value
     assert status.status_type == SLEEP
     assert status.description == "via datarobot"
@@ -137,7 +138,7 @@ def test_job_status_get_reads_a_failed_job(
 
     status = JobStatus.get(job_id)
 
-    assert status.status == JobExecutionState.ERROR.value
+    assert status.status == JobExecutionState.ERROR.value  # type: ignore[comparison-overlap]
     assert status.code == JobErrorCode.GENERIC_ERROR.value
     assert "outcome=error" in status.message
     assert status.description == ""

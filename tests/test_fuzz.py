@@ -46,6 +46,7 @@ import httpx
 import orjson
 import pytest
 import schemathesis
+from requests.structures import CaseInsensitiveDict
 from schemathesis.core.failures import Failure
 from schemathesis.engine import Status, StopReason, events, from_schema
 from schemathesis.specs.openapi.schemas import OpenApiSchema
@@ -241,23 +242,24 @@ def load_schema(server: Server, token: str, targets: Targets) -> OpenApiSchema:
 
     @schema.auth()
     class Token:
-        def get(self, case: schemathesis.Case, ctx: schemathesis.AuthContext) -> str:
+        def get(self, case: schemathesis.Case[Any], ctx: schemathesis.AuthContext) -> str:
             return token
 
-        def set(self, case: schemathesis.Case, data: str,
+        def set(self, case: schemathesis.Case[Any], data: str,
                 ctx: schemathesis.AuthContext) -> None:
-            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+            case.headers = CaseInsensitiveDict(
+                {**dict(case.headers or {}), "Authorization": f"Bearer {data}"})
 
     @schema.hook("filter_failure")
     def unless_semantic(context: schemathesis.HookContext, failure: Failure,
-                        case: schemathesis.Case, response: schemathesis.Response) -> bool:
+                        case: schemathesis.Case[Any], response: schemathesis.Response) -> bool:
         return not (failure.title == "Schema-valid request rejected"
                     and response.status_code == 422 and _semantic(case, response))
 
     return schema
 
 
-def _semantic(case: schemathesis.Case, response: schemathesis.Response) -> bool:
+def _semantic(case: schemathesis.Case[Any], response: schemathesis.Response) -> bool:
     """Whether every item of a 422 is a refusal the document cannot state."""
     try:
         items = orjson.loads(response.content)["detail"]
@@ -267,7 +269,7 @@ def _semantic(case: schemathesis.Case, response: schemathesis.Response) -> bool:
         _refusal_reason(case, item) is not None for item in items)
 
 
-def _refusal_reason(case: schemathesis.Case, item: dict[str, Any]) -> str | None:
+def _refusal_reason(case: schemathesis.Case[Any], item: dict[str, Any]) -> str | None:
     loc, kind = tuple(str(part) for part in item.get("loc", ())), item.get("type")
     if kind == FLOAT_FOR_INTEGER and _is_integral_float(_sent(case, loc)):
         return FLOAT_FOR_INTEGER
@@ -275,7 +277,7 @@ def _refusal_reason(case: schemathesis.Case, item: dict[str, Any]) -> str | None
                  if loc[:len(prefix)] == prefix and wanted in (None, kind)), None)
 
 
-def _sent(case: schemathesis.Case, loc: tuple[str, ...]) -> Any:
+def _sent(case: schemathesis.Case[Any], loc: tuple[str, ...]) -> Any:
     """The value a request sent at a 422's `loc` (body locations only)."""
     value: Any = case.body if loc[:1] == ("body",) else None
     for key in loc[1:]:
@@ -314,9 +316,9 @@ def _record(findings: Findings, event: events.ScenarioFinished) -> None:
             operation = recorder.cases[case_id].value.operation.label
             findings.answers[operation][interaction.response.status_code] += 1
     for case_id, checks in recorder.checks.items():
-        interaction = recorder.interactions.get(case_id)
-        answer = b"" if interaction is None or interaction.response is None else (
-            interaction.response.content or b"")
+        seen = recorder.interactions.get(case_id)
+        answer = b"" if seen is None or seen.response is None else (
+            seen.response.content or b"")
         for check in checks:
             if check.status is Status.FAILURE and check.failure_info is not None:
                 failure = check.failure_info.failure

@@ -43,7 +43,7 @@ async def expected_items(store: Store, query: JobQuery) -> list[Any]:
 
 async def assert_pages_agree(store: Store, query: JobQuery) -> list[Any]:
     page = await store.list_jobs_json(query)
-    items = orjson.loads(page.data)
+    items: list[Any] = orjson.loads(page.data)
     expected = await expected_items(store, query)
     assert len(items) == len(expected)
     for item, wanted in zip(items, expected, strict=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from uuid import UUID
 
 import pytest
 
@@ -29,7 +30,7 @@ LEASE = 600.0
 
 async def claim_tenants(store: Store, count: int) -> list[str]:
     """The tenants of `count` jobs claimed one at a time, in claim order."""
-    tenants = []
+    tenants: list[str] = []
     for _ in range(count):
         leases = await store.claim("worker", {"echo"}, LEASE, 1)
         tenants.extend(lease.job.tenant for lease in leases)
@@ -63,7 +64,7 @@ async def test_priority_still_comes_first_and_each_tenant_stays_fifo(store: Stor
     first = await submit(store, tenant="a")
     second = await submit(store, tenant="a")
     urgent = await submit(store, tenant="b", priority=5)
-    order = []
+    order: list[UUID] = []
     for _ in range(3):
         order.extend(lease.job.id for lease in await store.claim("w", {"echo"}, LEASE, 1))
     assert order == [urgent.id, first.id, second.id]

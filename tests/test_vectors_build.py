@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pyarrow.parquet as pq
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
 from genai_jobs.vectors.client import VectorClient

@@ -50,7 +50,10 @@ def refusals(files: list[tuple[str, bytes]], limits: Limits = LIMITS,
     with pytest.raises((DatasetRejected, FilesRejected)) as caught:
         read_upload(files, limits, skip_bad_files=skip)
     error = caught.value
-    return [error.bad_file] if isinstance(error, DatasetRejected) else list(error.files)
+    if isinstance(error, FilesRejected):
+        return list(error.files)
+    assert isinstance(error, DatasetRejected)
+    return [error.bad_file]
 
 
 def rejected(files: list[tuple[str, bytes]], limits: Limits = LIMITS) -> BadFile:

@@ -233,7 +233,7 @@ def _named_bytes(name: str, content: bytes) -> io.BytesIO:
     """An in-memory file with a name, as the SDK sends a `filelike` (its name is the
     upload's file name)."""
     data = io.BytesIO(content)
-    data.name = name  # type: ignore[attr-defined]
+    data.name = name
     return data
 
 
@@ -257,7 +257,7 @@ def built(client: httpx.Client, dataset_id: str, **fields: Any) -> dict[str, Any
     assert final["status"] == "COMPLETED", final
     vdb = client.get(f"{API}/vectorDatabases/{vdb['id']}/").json()
     vdb["result"] = final["result"]
-    return vdb
+    return dict(vdb)
 
 
 def check_textless(skipped: list[dict[str, Any]], names: list[str]) -> None:
