@@ -27,10 +27,9 @@ from genai_jobs.api.connections import (
     guarded_protocol,
     raise_file_limit,
 )
-from genai_jobs.api.deps import public_location
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
-from genai_jobs.store import Store, create_store, redact_url
+from genai_jobs.store import Store, create_store, public_location, redact_url
 from genai_jobs.tokens import hash_secret, new_secret
 from genai_jobs.vectors.embeddings import preload_if_configured
 from genai_jobs.worker import Maintenance, Worker

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Annotated
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -19,7 +18,7 @@ from starlette.datastructures import Headers
 from genai_jobs.domain import DomainError, TokenRecord
 from genai_jobs.handlers import Registry
 from genai_jobs.settings import Settings
-from genai_jobs.store import SQLITE_PREFIX, Store, sqlite_path
+from genai_jobs.store import Store, public_location
 from genai_jobs.tokens import hash_secret
 
 log = logging.getLogger("genai_jobs.api")
@@ -83,24 +82,6 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-def public_location(database_url: str) -> str:
-    """A store's URL as `--database-url` takes it, with nothing secret in it: a SQLite
-    file by its absolute path (a relative one means nothing away from this process's
-    directory); a PostgreSQL database by host, port and name, without its user,
-    password or options (a password may hide in the query too)."""
-    if database_url.startswith(SQLITE_PREFIX):
-        return f"{SQLITE_PREFIX}{sqlite_path(database_url).resolve()}"
-    parts = urlsplit(database_url)
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 # Clients whose refused token is answered with where the server keeps its tokens.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
@@ -29,6 +30,24 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+def public_location(database_url: str) -> str:
+    """A store's URL as `--database-url` takes it, with nothing secret in it: a SQLite
+    file by its absolute path (a relative one means nothing away from this process's
+    directory); a PostgreSQL database by host, port and name, without its user,
+    password or options (a password may hide in the query too)."""
+    if database_url.startswith(SQLITE_PREFIX):
+        return f"{SQLITE_PREFIX}{sqlite_path(database_url).resolve()}"
+    parts = urlsplit(database_url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def create_store(
     url: str, *, pool_size: int = 10, statement_timeout_seconds: float = 30.0
 ) -> Store:
@@ -52,6 +71,7 @@ __all__ = [
     "Store",
     "UnsupportedDatabaseURL",
     "create_store",
+    "public_location",
     "redact_url",
     "sqlite_path",
 ]
