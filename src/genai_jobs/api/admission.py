@@ -132,10 +132,10 @@ class HeavyRequestGate:
         async def gated() -> Message:
             nonlocal held
             message = await receive()
-            if message["type"] == "http.request":
-                await self.upload_rate.take(len(message.get("body", b"")))
-            if (message["type"] == "http.request" and not message.get("more_body", False)
-                    and not held):
+            if message["type"] != "http.request":
+                return message
+            await self.upload_rate.take(len(message.get("body", b"")))
+            if not message.get("more_body", False) and not held:
                 held = True
                 if not await stack.enter_async_context(self.uploads.held()):
                     # Raised inside the app's reading: its error handler answers.
