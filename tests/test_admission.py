@@ -137,11 +137,13 @@ def test_uploads_wait_their_turn_instead_of_failing(one_at_a_time: Server) -> No
     assert [answer.status_code for answer in answers] == [202] * 4
 
 
-def anonymous_memory_mib(pid: int) -> float:
+def memory_mib(pid: int, field: str) -> float:
+    """A memory figure of a process's /proc status: `RssAnon` (anonymous memory now),
+    `VmRSS` (all of it now) or `VmHWM` (the peak since the last reset)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise AssertionError("no RssAnon in /proc: not Linux?")
+    raise AssertionError(f"no {field} in /proc: not Linux?")
 
 
 def test_an_upload_leaves_no_copy_of_itself_in_memory(tmp_path: Path) -> None:
@@ -151,9 +153,9 @@ def test_an_upload_leaves_no_copy_of_itself_in_memory(tmp_path: Path) -> None:
         assert server.service.process is not None
         pid = server.service.process.pid
         upload(server, 1_000_000)()  # the first upload's one-off costs (imports, caches)
-        before = anonymous_memory_mib(pid)
+        before = memory_mib(pid, "RssAnon")
         assert upload(server, size)().status_code == 202
-        kept = anonymous_memory_mib(pid) - before
+        kept = memory_mib(pid, "RssAnon") - before
     # SQLite's prepared statement used to keep the whole file (+61 MiB here).
     assert kept < 25, f"the server kept {kept:.0f} MiB after a {size // 10**6} MB upload"
 
@@ -190,14 +192,6 @@ def test_upload_bodies_are_taken_in_at_their_rate_while_polls_go_on(
     assert {status for status, _ in polls} == {200}
     slowest = max(seconds for _, seconds in polls)
     assert slowest < 1.0, f"a status poll took {slowest:.2f} s beside the upload"
-
-
-def memory_mib(pid: int, field: str) -> float:
-    """`VmRSS` (now) or `VmHWM` (the peak since the last reset) of a process."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no {field} in /proc: not Linux?")
 
 
 def test_a_large_text_upload_is_stored_without_holding_it_in_memory(tmp_path: Path) -> None:
