@@ -150,3 +150,44 @@ async def test_empty_single_and_full_pages(store: Store, count: int) -> None:
     records = await store.list_jobs(JobQuery(tenant="acme", limit=1000))
     assert [item["statusId"] for item in items] == [str(job.id) for job in records.jobs]
     assert sorted(item["payload"]["i"] for item in items) == list(range(count))
+
+
+async def test_a_page_listed_again_shows_every_change_since(
+        store: Store, target: StoreTarget) -> None:
+    """PostgreSQL keeps the documents it wrote by row version (store/postgres/rendered.py):
+    whatever changed between two listings, the second shows it."""
+    jobs = [await submit(store, job_type="echo", payload={"i": index}) for index in range(12)]
+    everything = JobQuery(tenant=None, limit=1000)
+    await assert_pages_agree(store, everything)
+    lease = await claim_one(store, "echo")
+    await store.report_progress(lease, 0.25, "a quarter")
+    await assert_pages_agree(store, everything)
+    await store.report_progress(lease, 0.5, "half")
+    finished = await claim_one(store, "echo")
+    await store.complete(finished, {"answer": 42}, None)
+    await store.request_abort(jobs[-1].id, None, "not needed")
+    await submit(store, job_type="echo", payload={"i": "new"})
+    await store.purge(datetime.now(UTC) + timedelta(seconds=1))  # the finished ones go
+    items = await assert_pages_agree(store, everything)
+    assert [item["progressMessage"] for item in items if item["status"] == "RUNNING"] == ["half"]
+    assert all(item["status"] in ("INITIALIZED", "RUNNING") for item in items)
+    # Written straight into the database with the same `updated_at`: the row's new
+    # version alone must be enough for the page to show it.
+    await set_description_keeping_updated_at(target, jobs[3].id, "changed behind the store")
+    items = await assert_pages_agree(store, everything)
+    assert "changed behind the store" in {item["description"] for item in items}
+    for query in (JobQuery(tenant=None, statuses=[JobState.RUNNING]),
+                  JobQuery(tenant=None, offset=3, limit=4)):
+        await assert_pages_agree(store, query)
+        await assert_pages_agree(store, query)
+
+
+async def set_description_keeping_updated_at(
+        target: StoreTarget, job_id: UUID, description: str) -> None:
+    if target.kind == "sqlite":
+        with sqlite3.connect(target.location) as conn:
+            conn.execute("UPDATE jobs SET description = ? WHERE id = ?",
+                         (description, str(job_id)))
+        return
+    with psycopg.connect(target.location, autocommit=True) as conn:
+        conn.execute("UPDATE jobs SET description = %s WHERE id = %s", (description, job_id))

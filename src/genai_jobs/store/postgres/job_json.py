@@ -9,17 +9,6 @@ from genai_jobs.store.job_json import FAILED_STATES, JOB_FIELDS, Field, Kind
 _ORDER = "ORDER BY created_at DESC, id DESC"
 
 
-def page_statement(where: sql.Composable) -> sql.Composed:
-    """(total, count, JSON array as text) for one page, newest first.
-
-    No `%` in here but the placeholders: psycopg reads the rest as its own.
-
-    Parameters: `where`'s, `where`'s again, limit, offset. `json` (not `jsonb`)
-    keeps payloads and results as they were stored, keys in their order.
-    """
-    return _PAGE.format(where=where)
-
-
 def _value(field: Field) -> str:
     column = field.column
     match field.kind:
@@ -41,10 +30,27 @@ def _value(field: Field) -> str:
                     f" ELSE to_char({utc}, '.US') END || 'Z' END")
 
 
+def versioned_page_statement(where: sql.Composable) -> sql.Composed:
+    """One row per job of the page, newest first: (total, version key, document or
+    NULL); an empty page is one row with NULL key (see store/postgres/rendered.py).
+
+    A row's document is written only when it is asked for: all of them, or those
+    whose ids are in the array. Parameters: whether all, the ids (text), `where`'s,
+    `where`'s again, limit, offset. No `%` in here but the placeholders: psycopg
+    reads the rest as its own. `json` (not `jsonb`) keeps payloads and results as
+    they were stored, keys in their order.
+    """
+    return _VERSIONED_PAGE.format(where=where)
+
+
 # Built once: only the filter differs between listings.
-_PAGE = sql.SQL(
-    "SELECT (SELECT count(*) FROM jobs {where}) AS total, count(*) AS n,"
-    " coalesce(json_agg(json_build_object("
+_OUTER_ORDER = "ORDER BY page.created_at DESC, page.id DESC"
+_VERSIONED_PAGE = sql.SQL(
+    "SELECT listing.total, page.key, CASE WHEN %s OR page.id = ANY(%s::uuid[])"
+    " THEN json_build_object("
     + ", ".join(f"'{field.name}', {_value(field)}" for field in JOB_FIELDS)
-    + f") {_ORDER}), '[]')::text AS data"
-    f" FROM (SELECT * FROM jobs {{where}} {_ORDER} LIMIT %s OFFSET %s) AS page")
+    + ")::text END AS item"
+    " FROM (SELECT count(*) AS total FROM jobs {where}) AS listing"
+    " LEFT JOIN LATERAL (SELECT *, id::text || ' ' || xmin::text || ' '"
+    " || (extract(epoch FROM updated_at) * 1000000)::bigint AS key"
+    f" FROM jobs {{where}} {_ORDER} LIMIT %s OFFSET %s) AS page ON true {_OUTER_ORDER}")

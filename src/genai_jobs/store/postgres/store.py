@@ -24,7 +24,7 @@ from uuid import UUID
 import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -56,6 +56,7 @@ from genai_jobs.store.gathered import GatheredLookups
 from genai_jobs.store.migrations import load_migrations
 from genai_jobs.store.postgres import job_json, tenants
 from genai_jobs.store.postgres.listener import Listener
+from genai_jobs.store.postgres.rendered import RenderedJobs
 from genai_jobs.store.postgres.rows import (
     JOB_COLUMNS,
     STATUS_COLUMNS,
@@ -99,6 +100,8 @@ class NowPlus:
 
 
 NOW = Now()
+# Rounds of a big page's reading (store/postgres/rendered.py); the last writes every row.
+PAGE_ROUNDS = 3
 
 
 class PostgresStore(Store):
@@ -120,6 +123,7 @@ class PostgresStore(Store):
         self._listener_task: asyncio.Task[None] | None = None
         self._limits = tenants.LimitsCache()
         self._tokens_and_statuses = GatheredLookups(self._find_tokens_and_statuses)
+        self._rendered = RenderedJobs()
 
     @property
     def pool(self) -> AsyncConnectionPool[Conn]:
@@ -255,11 +259,22 @@ class PostgresStore(Store):
 
     async def list_jobs_json(self, query: JobQuery) -> JobPageJson:
         where, params = _list_filter(query)
+        statement = job_json.versioned_page_statement(where)
+        asked: list[str] = []
         async with self._connection() as conn:
-            row = _required(await _one(conn, job_json.page_statement(where),
-                                       [*params, *params, query.limit, query.offset]))
-        return JobPageJson(data=row["data"].encode(), count=row["n"],
-                           total_count=row["total"])
+            # Each round reads the page again: a row that changed since the last
+            # round is written afresh. Rows keep changing under a busy page, so the
+            # last round writes them all.
+            for round_number in range(1, PAGE_ROUNDS + 1):
+                async with conn.cursor(row_factory=tuple_row) as cursor:
+                    await cursor.execute(statement, [
+                        round_number == PAGE_ROUNDS, asked,
+                        *params, *params, query.limit, query.offset])
+                    page = self._rendered.assemble(await cursor.fetchall())
+                if isinstance(page, JobPageJson):
+                    return page
+                asked = page
+        raise AssertionError("the last round writes every document")
 
     async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
         return self._announce(await self._request_abort(job_id, tenant, reason))
