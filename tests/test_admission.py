@@ -117,6 +117,43 @@ def test_big_pages_wait_their_turn_instead_of_failing(one_at_a_time: Server) -> 
     assert all(len(answer.json()["data"]) == JOBS for answer in answers)
 
 
+def test_identical_big_pages_waiting_together_are_read_once_each_tenant_its_own(
+        one_at_a_time: Server) -> None:
+    other = one_at_a_time.make_token("shared-pages-other")
+    with one_at_a_time.client(other) as client:
+        theirs = {submit(client, "diagnostics.sleep", {"seconds": 0}) for _ in range(3)}
+    with one_at_a_time.client() as client:
+        everything = client.get(f"{API}/jobs/", params={"limit": 1000}).json()["totalCount"]
+
+    def page_of(token: str | None) -> Callable[[], httpx.Response]:
+        def call() -> httpx.Response:
+            with one_at_a_time.client(token, timeout=60) as client:
+                return client.get(f"{API}/jobs/", params={"limit": 1000})
+        return call
+
+    calls = [page_of(other if index % 2 else None) for index in range(2 * CONCURRENT)]
+    start = threading.Barrier(len(calls), timeout=30)
+
+    def released(call: Callable[[], httpx.Response]) -> httpx.Response:
+        start.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        answers = list(pool.map(released, calls))
+    for index, answer in enumerate(answers):
+        assert answer.status_code == 200
+        listed = {item["statusId"] for item in answer.json()["data"]}
+        if index % 2:
+            assert listed == theirs  # never the admin's page, though the URL is the same
+        else:
+            assert len(listed) == everything
+            assert theirs <= listed
+    metrics = httpx.get(f"{one_at_a_time.url}/metrics", timeout=10).text
+    shared = re.search(r"^genai_jobs_big_pages_shared_total (\S+)", metrics, re.MULTILINE)
+    assert shared is not None
+    assert float(shared.group(1)) >= 1
+
+
 def test_uploads_past_their_slots_are_refused_and_store_nothing(no_queue: Server) -> None:
     with no_queue.client() as client:
         before = client.get(f"{DATASETS}/").json()["totalCount"]

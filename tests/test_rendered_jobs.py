@@ -25,7 +25,8 @@ def test_rows_written_once_are_known_in_their_version_only() -> None:
     assert (first.count, first.total_count) == (3, 3)
     assert [item["statusId"] for item in orjson.loads(first.data)] == [0, 1, 2]
     again = rendered.assemble([(3, key(n), None) for n in range(3)])
-    assert isinstance(again, JobPageJson) and again.data == first.data
+    assert isinstance(again, JobPageJson)
+    assert again.data == first.data
     # Job 1 changed: its new version is asked for, nothing is put together.
     changed = rendered.assemble([(3, key(0), None), (3, key(1, 2), None), (3, key(2), None)])
     assert changed == [key(1).partition(" ")[0]]
@@ -44,10 +45,12 @@ def test_the_least_recently_listed_go_first_within_the_budget() -> None:
         rendered.assemble([(1, key(number), document(number, 100))])
     rendered.assemble([(1, key(0), None)])  # listed again: now the most recent
     rendered.assemble([(1, key(3), document(3, 100))])
-    assert rendered.size_bytes <= 3 * size and len(rendered) == 3
+    assert rendered.size_bytes <= 3 * size
+    assert len(rendered) == 3
     assert rendered.assemble([(1, key(1), None)]) == [key(1).partition(" ")[0]]
     assert isinstance(rendered.assemble([(1, key(0), None)]), JobPageJson)
     # Too big to keep: in this page, written again next time.
     big = rendered.assemble([(1, key(9), document(9, 2 * size))])
-    assert isinstance(big, JobPageJson) and big.count == 1
+    assert isinstance(big, JobPageJson)
+    assert big.count == 1
     assert rendered.assemble([(1, key(9), None)]) == [key(9).partition(" ")[0]]

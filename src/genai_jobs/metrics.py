@@ -65,6 +65,11 @@ HEAVY_IN_FLIGHT = Gauge(
     "genai_jobs_heavy_requests_in_flight",
     "Big pages and uploads being served now, by kind.", ["kind"], registry=REGISTRY,
 )
+PAGES_SHARED = Counter(
+    "genai_jobs_big_pages_shared_total",
+    "Big pages answered with the reading of an identical request that waited with them.",
+    registry=REGISTRY,
+)
 HEAVY_REFUSED = Counter(
     "genai_jobs_heavy_requests_refused_total",
     "Big pages and uploads refused with 503 after waiting too long for a slot.", ["kind"],

@@ -7,7 +7,8 @@ memory ~3x its size).
 Each kind has its own number of slots. A request waits for a slot, first come
 first served, at most `queue_seconds`; past that it is a `503` with `Retry-After`
 and nothing done. Everything else (status polls, submits, small pages) never
-waits here.
+waits here. Identical big pages waiting together are read once
+(api/shared_pages.py).
 
 An upload takes its slot only once its whole body has arrived (the multipart
 parser spools it to a temporary file meanwhile): a slow sender holds a
@@ -29,13 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genai_jobs import metrics
+from genai_jobs.api.shared_pages import SharedPages
 
 # Pages up to this size are cheap (the default page is 100).
 LIGHT_PAGE_LIMIT = 100
@@ -107,6 +109,7 @@ class HeavyRequestGate:
         self.uploads = Slots("upload", max_uploads, queue_seconds)
         self.upload_paths = frozenset(upload_paths)
         self.upload_rate = ByteRate(upload_bytes_per_second)
+        self.shared_pages = SharedPages(self._page_once)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,16 +118,21 @@ class HeavyRequestGate:
             async with contextlib.AsyncExitStack() as stack:
                 await self.app(scope, self._gated_upload(receive, stack), send)
         elif scope["method"] == "GET" and _asks_big_page(scope):
-            async with self.pages.held() as admitted:
-                if admitted:
-                    # On SQLite a page is read and serialised without yielding: let the
-                    # requests that arrived meanwhile (status polls) go first.
-                    await asyncio.sleep(0)
-                    await self.app(scope, receive, send)
-                else:
-                    await _busy(send, self.pages.retry_after)
+            await self.shared_pages(scope, send)
         else:
             await self.app(scope, receive, send)
+
+    async def _page_once(self, scope: Scope, receive: Receive, send: Send,
+                         started: Callable[[], None]) -> None:
+        async with self.pages.held() as admitted:
+            started()
+            if admitted:
+                # On SQLite a page is read and serialised without yielding: let the
+                # requests that arrived meanwhile (status polls) go first.
+                await asyncio.sleep(0)
+                await self.app(scope, receive, send)
+            else:
+                await _busy(send, self.pages.retry_after)
 
     def _gated_upload(self, receive: Receive, stack: contextlib.AsyncExitStack) -> Receive:
         held = False
