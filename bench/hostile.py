@@ -791,18 +791,20 @@ async def _pages(server: Service, prepared: dict[str, Any], sizes: Sizes) -> dic
     fire = asyncio.Event()
     outcomes: list[tuple[str, float]] = []
     longest = BUSY_QUEUE_SECONDS + 120.0
+    fired = math.nan
     try:
         with ServerWatch(server.pid) as watch:
             async with probing(port, call, longest) as probe:
                 waiting = [asyncio.create_task(_one_page(c, page, fire, outcomes, longest))
                            for c in connections]
+                fired = time.monotonic()
                 fire.set()
                 await asyncio.gather(*waiting)
     finally:
         for connection in connections:
             connection.close()
     return {"probe": probe_figures(quiet, probe.tally()), "server": watch.figures(),
-            "page_bytes": len(body), "page_statuses": dict(Counter(s for s, _ in outcomes)),
+            "slowest_requests": probe.tally().slowest(fired), "page_bytes": len(body), "page_statuses": dict(Counter(s for s, _ in outcomes)),
             "page_seconds": _spread_of([seconds for _, seconds in outcomes])}
 
 

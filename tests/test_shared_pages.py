@@ -96,7 +96,8 @@ async def test_a_member_that_goes_away_leaves_the_others_their_answer() -> None:
         await members[0].task
 
 
-async def test_a_failed_reading_fails_every_member_and_the_next_reads_again() -> None:
+async def test_a_reading_that_fails_unanswered_is_one_500_and_the_next_reads_again(
+        caplog: pytest.LogCaptureFixture) -> None:
     calls = 0
 
     async def failing(scope: Scope, receive: Receive, send: Send,
@@ -109,13 +110,43 @@ async def test_a_failed_reading_fails_every_member_and_the_next_reads_again() ->
 
     shared = SharedPages(failing)
     members = [Member(shared, page_request()) for _ in range(3)]
-    outcomes = await asyncio.gather(*(m.task for m in members), return_exceptions=True)
-    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    await asyncio.gather(*(m.task for m in members))
+    for member in members:
+        assert member.sent[0]["status"] == 500
+        assert member.body == b'{"detail":"internal error"}'
     assert calls == 1
+    # Logged once, not per member.
+    assert [str(r.exc_info[1]) for r in caplog.records if r.exc_info] == ["the store went away"]
     later = Member(shared, page_request())
-    with pytest.raises(RuntimeError):
-        await later.task
+    await later.task
     assert calls == 2
+
+
+async def test_an_error_the_application_answered_is_sent_as_it_answered() -> None:
+    async def answered_then_raised(scope: Scope, receive: Receive, send: Send,
+                                   started: Callable[[], None]) -> None:
+        started()
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"its own answer"})
+        raise RuntimeError("re-raised after answering, as Starlette does")
+
+    member = Member(SharedPages(answered_then_raised), page_request())
+    await member.task
+    assert member.body == b"its own answer"
+
+
+async def test_answers_go_out_at_the_pace_given() -> None:
+    paced: list[int] = []
+
+    async def pace(count: int) -> None:
+        paced.append(count)
+
+    reader = Reader(body_bytes=2 * SLICE_BYTES + 5)
+    reader.release.set()
+    shared = SharedPages(reader, pace)
+    members = [Member(shared, page_request()) for _ in range(3)]
+    await asyncio.gather(*(m.task for m in members))
+    assert paced == [SLICE_BYTES, SLICE_BYTES, 5] * 3
 
 
 async def test_a_big_answer_is_sent_in_slices_that_add_up_to_it() -> None:

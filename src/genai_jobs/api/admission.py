@@ -103,13 +103,15 @@ class ByteRate:
 class HeavyRequestGate:
     def __init__(self, app: ASGIApp, *, max_heavy_pages: int, max_uploads: int,
                  queue_seconds: float, upload_paths: Collection[str],
-                 upload_bytes_per_second: float | None = None) -> None:
+                 upload_bytes_per_second: float | None = None,
+                 page_bytes_per_second: float | None = None) -> None:
         self.app = app
         self.pages = Slots("page", max_heavy_pages, queue_seconds)
         self.uploads = Slots("upload", max_uploads, queue_seconds)
         self.upload_paths = frozenset(upload_paths)
         self.upload_rate = ByteRate(upload_bytes_per_second)
-        self.shared_pages = SharedPages(self._page_once)
+        self.page_rate = ByteRate(page_bytes_per_second)
+        self.shared_pages = SharedPages(self._page_once, self.page_rate.take)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
