@@ -810,7 +810,8 @@ async def _pages(server: Service, prepared: dict[str, Any], sizes: Sizes) -> dic
         for connection in connections:
             connection.close()
     return {"probe": probe_figures(quiet, probe.tally()), "server": watch.figures(),
-            "slowest_requests": probe.tally().slowest(fired), "page_bytes": len(body), "page_statuses": dict(Counter(s for s, _ in outcomes)),
+            "slowest_requests": probe.tally().slowest(fired), "page_bytes": len(body),
+            "page_statuses": dict(Counter(s for s, _ in outcomes)),
             "page_seconds": _spread_of([seconds for _, seconds in outcomes])}
 
 
