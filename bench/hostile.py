@@ -21,6 +21,8 @@ the issue's limit; one absolute time decides nothing.
 - `pages`: 400 requests for `GET /jobs/?limit=1000` (1,000 jobs stored) at once from
   one token: another client's status p99 against quiet, and how many pages were 503
   instead of waiting for one of the few slots (both stores);
+- `distinct_pages`: the same, but each of the 400 asks for another offset
+  (`offset=0` to `399`), so that no two can share a reading (both stores);
 - `uploads`: 10 uploads of a 160 MB .txt at once to `datasets/fromFile/`: others'
   status p99 against quiet, and the server's peak RSS over its RSS before, against
   the bound the admission slots give, max concurrent uploads x 3 x the size (SQLite);
@@ -70,10 +72,11 @@ from genai_jobs.tokens import hash_secret, new_secret
 
 API = "/api/v2/genai"
 UPLOAD_PATH = "/api/v2/datasets/fromFile/"
-CASES = ("slow", "longpolls", "pages", "uploads", "flood")
+CASES = ("slow", "longpolls", "pages", "distinct_pages", "uploads", "flood")
 # The stores each case runs on, of those the run measures (--all-stores: every one).
 CASE_STORES: dict[str, tuple[str, ...]] = {
     "slow": ("sqlite",), "longpolls": ("postgres",), "pages": harness.BACKENDS,
+    "distinct_pages": harness.BACKENDS,
     "uploads": ("sqlite",), "flood": harness.BACKENDS}
 RESULTS = harness.BENCH / "results" / "hostile"
 # Kept by hand (what the figures show, what was measured beside them): copied in under the
@@ -763,14 +766,14 @@ async def _until_released(base: str, longest: float) -> float:
 
 # -- 3. big pages -----------------------------------------------------------------------
 
-def case_pages(ctx: Run, sizes: Sizes, kind: str) -> dict[str, Any]:
+def case_pages(ctx: Run, sizes: Sizes, kind: str, distinct: bool = False) -> dict[str, Any]:
     with served(kind, ctx.folder, "--workers", "0", prepare=lambda s: seed(
             s, ["probe", "pages"], {"probe": 1, "pages": sizes.stored_jobs})) as (_, server,
                                                                                    prepared):
-        outcome = asyncio.run(_pages(server, prepared, sizes))
+        outcome = asyncio.run(_pages(server, prepared, sizes, distinct))
     outcome["settings"] = {"pages": sizes.big_pages, "stored_jobs": sizes.stored_jobs,
                            "limit": PAGE_LIMIT, "slots": BIG_PAGE_SLOTS,
-                           "queue_seconds": BUSY_QUEUE_SECONDS}
+                           "queue_seconds": BUSY_QUEUE_SECONDS, "distinct": distinct}
     statuses = outcome["page_statuses"]
     outcome["targets"] = [
         _p99_target(outcome["probe"]),
@@ -782,9 +785,16 @@ def case_pages(ctx: Run, sizes: Sizes, kind: str) -> dict[str, Any]:
     return outcome
 
 
-async def _pages(server: Service, prepared: dict[str, Any], sizes: Sizes) -> dict[str, Any]:
+def case_distinct_pages(ctx: Run, sizes: Sizes, kind: str) -> dict[str, Any]:
+    return case_pages(ctx, sizes, kind, distinct=True)
+
+
+async def _pages(server: Service, prepared: dict[str, Any], sizes: Sizes,
+                 distinct: bool) -> dict[str, Any]:
     port, call = server.port or 0, status_call(prepared)
     page = Call("GET", f"{API}/jobs/?limit={PAGE_LIMIT}", prepared["tokens"]["pages"])
+    pages = [Call("GET", f"{page.target}&offset={number}", page.token) if distinct else page
+             for number in range(sizes.big_pages)]
     body = (await request_once(port, page)).body
     quiet = await baseline(port, call, sizes.quiet_seconds)
     gate = asyncio.Semaphore(CONNECT_BATCH)
@@ -801,8 +811,8 @@ async def _pages(server: Service, prepared: dict[str, Any], sizes: Sizes) -> dic
     try:
         with ServerWatch(server.pid) as watch:
             async with probing(port, call, longest) as probe:
-                waiting = [asyncio.create_task(_one_page(c, page, fire, outcomes, longest))
-                           for c in connections]
+                waiting = [asyncio.create_task(_one_page(c, asked, fire, outcomes, longest))
+                           for c, asked in zip(connections, pages, strict=True)]
                 fired = time.monotonic()
                 fire.set()
                 await asyncio.gather(*waiting)
@@ -1013,6 +1023,7 @@ def _seconds_between(earlier: str, later: str) -> float:
 
 CASE_FUNCTIONS: dict[str, Callable[[Run, Sizes, str], dict[str, Any]]] = {
     "slow": case_slow, "longpolls": case_longpolls, "pages": case_pages,
+    "distinct_pages": case_distinct_pages,
     "uploads": case_uploads, "flood": case_flood}
 
 
@@ -1089,7 +1100,8 @@ def _verdict(met: bool | None) -> str:
 
 
 CASE_TITLES = {"slow": "slow sockets", "longpolls": "long-polls on running jobs",
-               "pages": "big pages", "uploads": "large uploads", "flood": "tenant flood"}
+               "pages": "big pages", "distinct_pages": "distinct big pages",
+               "uploads": "large uploads", "flood": "tenant flood"}
 
 
 def markdown(section: dict[str, Any], command: str = "python -m bench.hostile",
@@ -1210,9 +1222,12 @@ def _released(seconds: float) -> str:
 
 def _detail_pages(case: dict[str, Any]) -> str:
     settings, seconds = case["settings"], case["page_seconds"]
+    offsets = (f"&offset=0` to `{settings['pages'] - 1}" if settings.get("distinct")
+               else "")
     return (f"{settings['pages']} connections of one token each asked for "
-            f"`GET /jobs/?limit={settings['limit']}` at once ({settings['stored_jobs']:,} jobs "
-            f"stored, {case['page_bytes'] / 1e3:.0f} kB a page; {settings['slots']} slots, "
+            f"`GET /jobs/?limit={settings['limit']}{offsets}` at once "
+            f"({settings['stored_jobs']:,} jobs stored, {case['page_bytes'] / 1e3:.0f} kB a "
+            f"page; {settings['slots']} slots, "
             f"{settings['queue_seconds']:g} s queue): answers {case['page_statuses']}, page "
             f"time p50 {seconds['p50']:.2f} s, max {seconds['max']:.2f} s. "
             f"{_probe_line(case['probe'])}. Server CPU "
@@ -1245,6 +1260,7 @@ def _detail_flood(case: dict[str, Any]) -> str:
 
 DETAILS: dict[str, Callable[[dict[str, Any]], str]] = {
     "slow": _detail_slow, "longpolls": _detail_longpolls, "pages": _detail_pages,
+    "distinct_pages": _detail_pages,
     "uploads": _detail_uploads, "flood": _detail_flood}
 
 

@@ -24,7 +24,7 @@ from tests.support import REPO, process_env
 
 SECTIONS = ("status_get", "throughput", "roundtrip", "scale", "waiters", "memory", "vectors",
             "uploads", "hostile")
-HOSTILE_CASES = {"slow", "longpolls", "pages", "uploads", "flood"}
+HOSTILE_CASES = {"slow", "longpolls", "pages", "distinct_pages", "uploads", "flood"}
 NEED_WRK = ("status_get", "scale")
 HAS_EMBEDDINGS = importlib.util.find_spec("sentence_transformers") is not None
 
@@ -111,7 +111,9 @@ def _assert_hostile_figures(section: dict[str, Any], report: str) -> None:
     assert slow["probe"]["quiet"]["n"] > 0
     assert slow["probe"]["loaded"]["n"] > 0
     assert set(cases["longpolls"]["phases"]) == {"one", "status", "jobs"}
-    assert cases["pages"]["page_statuses"] == {"200": cases["pages"]["settings"]["pages"]}
+    for pages in ("pages", "distinct_pages"):
+        assert cases[pages]["page_statuses"] == {"200": cases[pages]["settings"]["pages"]}
+    assert cases["distinct_pages"]["settings"]["distinct"]
     assert cases["uploads"]["upload_statuses"] == {"202": cases["uploads"]["settings"]["uploads"]}
     assert len(cases["flood"]["b_start_seconds"]) == 5
     assert "## 9. Hostile clients and noisy tenants (issue 10)" in report

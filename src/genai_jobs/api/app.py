@@ -58,8 +58,8 @@ def create_app(store: Store, registry: Registry, settings: Settings) -> FastAPI:
 def create_asgi_app(store: Store, registry: Registry, settings: Settings) -> ASGIApp:
     """What `serve` runs: the API with the fast paths of the status poll and the submit,
     and the bounds on expensive requests, in front of all of it, so that they skip the
-    framework's middleware as well as its routing (400 big pages arriving at once
-    took ~60 ms of the event loop to reach a gate inside it)."""
+    framework's middleware as well as its routing (a burst of big pages waits for its
+    turn before any of it, and only the one reading of a group goes through it)."""
     app = create_app(store, registry, settings)
     services = app.state.services
     gated = HeavyRequestGate(app, max_heavy_pages=settings.max_concurrent_big_pages,
