@@ -31,26 +31,30 @@ def _value(field: Field) -> str:
 
 
 def versioned_page_statement(where: sql.Composable) -> sql.Composed:
-    """One row per job of the page, newest first: (total, version key, document or
-    NULL); an empty page is one row with NULL key (see store/postgres/rendered.py).
+    """A page as its rows' version keys, and the documents of the rows asked for
+    (see store/postgres/rendered.py).
 
-    A row's document is written only when it is asked for: all of them, or those
-    whose ids are in the array. Parameters: whether all, the ids (text), `where`'s,
-    `where`'s again, limit, offset. No `%` in here but the placeholders: psycopg
-    reads the rest as its own. `json` (not `jsonb`) keeps payloads and results as
-    they were stored, keys in their order.
+    One row (total, keys, NULL, NULL): the listing's total and the page's version
+    keys newest first, comma-separated (NULL for an empty page); then a row
+    (NULL, NULL, key, document) for each row of the page asked for: all of them,
+    or those whose ids are in the array. Parameters: `where`'s, limit, offset,
+    `where`'s again, whether all, the ids (text). No `%` in here but the
+    placeholders: psycopg reads the rest as its own. `json` (not `jsonb`) keeps
+    payloads and results as they were stored, keys in their order.
     """
     return _VERSIONED_PAGE.format(where=where)
 
 
-# Built once: only the filter differs between listings.
-_OUTER_ORDER = "ORDER BY page.created_at DESC, page.id DESC"
+# Built once: only the filter differs between listings. The keys come as one text,
+# not a row each: 1,000 rows made into Python objects cost the event loop ~1 ms.
 _VERSIONED_PAGE = sql.SQL(
-    "SELECT listing.total, page.key, CASE WHEN %s OR page.id = ANY(%s::uuid[])"
-    " THEN json_build_object("
-    + ", ".join(f"'{field.name}', {_value(field)}" for field in JOB_FIELDS)
-    + ")::text END AS item"
-    " FROM (SELECT count(*) AS total FROM jobs {where}) AS listing"
-    " LEFT JOIN LATERAL (SELECT *, id::text || ' ' || xmin::text || ' '"
+    "WITH page AS MATERIALIZED (SELECT *, id::text || ' ' || xmin::text || ' '"
     " || (extract(epoch FROM updated_at) * 1000000)::bigint AS key"
-    f" FROM jobs {{where}} {_ORDER} LIMIT %s OFFSET %s) AS page ON true {_OUTER_ORDER}")
+    f" FROM jobs {{where}} {_ORDER} LIMIT %s OFFSET %s)"
+    " SELECT (SELECT count(*) FROM jobs {where}) AS total,"
+    f" (SELECT string_agg(key, ',' {_ORDER}) FROM page) AS keys,"
+    " NULL::text AS key, NULL::text AS item"
+    " UNION ALL"
+    " SELECT NULL, NULL, key, json_build_object("
+    + ", ".join(f"'{field.name}', {_value(field)}" for field in JOB_FIELDS)
+    + ")::text FROM page WHERE %s OR id = ANY(%s::uuid[])")

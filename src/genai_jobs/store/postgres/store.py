@@ -268,8 +268,8 @@ class PostgresStore(Store):
             for round_number in range(1, PAGE_ROUNDS + 1):
                 async with conn.cursor(row_factory=tuple_row) as cursor:
                     await cursor.execute(statement, [
-                        round_number == PAGE_ROUNDS, asked,
-                        *params, *params, query.limit, query.offset])
+                        *params, query.limit, query.offset, *params,
+                        round_number == PAGE_ROUNDS, asked])
                     page = self._rendered.assemble(await cursor.fetchall())
                 if isinstance(page, JobPageJson):
                     return page
