@@ -7,8 +7,8 @@ memory ~3x its size).
 Each kind has its own number of slots. A request waits for a slot, first come
 first served, at most `queue_seconds`; past that it is a `503` with `Retry-After`
 and nothing done. Everything else (status polls, submits, small pages) never
-waits here. Identical big pages waiting together are read once
-(api/shared_pages.py).
+waits here. Big pages take their turns in api/shared_pages.py, where identical
+ones waiting together are read once and answers go out at `page_bytes_per_second`.
 
 An upload takes its slot only once its whole body has arrived (the multipart
 parser spools it to a temporary file meanwhile): a slow sender holds a
@@ -30,21 +30,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genai_jobs import metrics
-from genai_jobs.api.shared_pages import SharedPages
+from genai_jobs.api.shared_pages import BUSY, SharedPages
 
 # Pages up to this size are cheap (the default page is 100).
 LIGHT_PAGE_LIMIT = 100
 # Upload bytes taken in at once before the rate applies: a small upload never waits.
 RATE_BURST_SECONDS = 0.05
-BUSY = "the server is busy with other large requests; try again shortly"
-_BUSY_BODY = b'{"detail":"' + BUSY.encode() + b'"}'
 
 
 class Slots:
@@ -106,12 +104,12 @@ class HeavyRequestGate:
                  upload_bytes_per_second: float | None = None,
                  page_bytes_per_second: float | None = None) -> None:
         self.app = app
-        self.pages = Slots("page", max_heavy_pages, queue_seconds)
         self.uploads = Slots("upload", max_uploads, queue_seconds)
         self.upload_paths = frozenset(upload_paths)
         self.upload_rate = ByteRate(upload_bytes_per_second)
         self.page_rate = ByteRate(page_bytes_per_second)
-        self.shared_pages = SharedPages(self._page_once, self.page_rate.take)
+        self.pages = SharedPages(app, slots=max_heavy_pages, queue_seconds=queue_seconds,
+                                 pace=self.page_rate.take)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,21 +118,9 @@ class HeavyRequestGate:
             async with contextlib.AsyncExitStack() as stack:
                 await self.app(scope, self._gated_upload(receive, stack), send)
         elif scope["method"] == "GET" and _asks_big_page(scope):
-            await self.shared_pages(scope, send)
+            await self.pages(scope, send)
         else:
             await self.app(scope, receive, send)
-
-    async def _page_once(self, scope: Scope, receive: Receive, send: Send,
-                         started: Callable[[], None]) -> None:
-        async with self.pages.held() as admitted:
-            started()
-            if admitted:
-                # On SQLite a page is read and serialised without yielding: let the
-                # requests that arrived meanwhile (status polls) go first.
-                await asyncio.sleep(0)
-                await self.app(scope, receive, send)
-            else:
-                await _busy(send, self.pages.retry_after)
 
     def _gated_upload(self, receive: Receive, stack: contextlib.AsyncExitStack) -> Receive:
         held = False
@@ -162,11 +148,3 @@ def _asks_big_page(scope: Scope) -> bool:
         return False
     values = parse_qs(query.decode("latin-1")).get("limit", [])
     return any(value.isdigit() and int(value) > LIGHT_PAGE_LIMIT for value in values)
-
-
-async def _busy(send: Send, retry_after: str) -> None:
-    await send({"type": "http.response.start", "status": 503,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(_BUSY_BODY)).encode()),
-                            (b"retry-after", retry_after.encode())]})
-    await send({"type": "http.response.body", "body": _BUSY_BODY})
