@@ -43,11 +43,15 @@ def shared(app: Reader | object, queue_seconds: float = 30.0,
 
 
 class Member:
-    def __init__(self, pages: SharedPages, scope: Scope) -> None:
+    def __init__(self, pages: SharedPages, scope: Scope, reads: bool = True) -> None:
         self.sent: list[Message] = []
+        self.reading = asyncio.Event()  # a client that reads its answer only once set
+        if reads:
+            self.reading.set()
         self.task = asyncio.create_task(pages(scope, self._send))
 
     async def _send(self, message: Message) -> None:
+        await self.reading.wait()
         self.sent.append(message)
 
     @property
@@ -106,6 +110,35 @@ async def test_a_group_that_waits_past_the_queue_time_is_503_and_nothing_read() 
     reader.release.set()
     await first.task
     assert first.status == 200
+
+
+async def test_no_reading_runs_ahead_of_two_answers_not_yet_sent() -> None:
+    reader = Reader()
+    reader.release.set()
+    pages = shared(reader)
+    slow = [Member(pages, page_request(token), reads=False) for token in "abc"]
+    await settle()
+    await asyncio.sleep(0.05)
+    assert reader.readings == 2  # the third waits for one of the two to be sent
+    slow[0].reading.set()
+    await asyncio.wait_for(slow[0].task, timeout=5)
+    await settle()
+    assert reader.readings == 3
+    for member in slow[1:]:
+        member.reading.set()
+    await asyncio.wait_for(asyncio.gather(*(m.task for m in slow)), timeout=5)
+    # Members that all left before their reading do not hold an answer's place.
+    reader.release.clear()
+    gone = [Member(pages, page_request(token)) for token in "dez"]
+    await settle()
+    assert reader.readings == 4  # d is being read, e and z wait
+    for member in gone:
+        member.task.cancel()
+    await asyncio.gather(*(m.task for m in gone), return_exceptions=True)
+    reader.release.set()
+    after = [Member(pages, page_request(token)) for token in "fgh"]
+    await asyncio.wait_for(asyncio.gather(*(m.task for m in after)), timeout=5)
+    assert [m.body[:1] for m in after] == [b"7", b"8", b"9"]
 
 
 async def test_a_member_that_goes_away_leaves_the_others_their_answer() -> None:

@@ -24,10 +24,13 @@ waited too long. (A task and a time-out per request cost the loop ~25 µs each.)
 Sending is work too: the kernel copies every byte into the reader's socket, and
 400 members sent a 534 kB page at once took both cores for ~0.2 s (status polls
 waited up to 190 ms). Answers go out a few members at a time, each answer in
-slices made when their turn comes, at a pace the caller sets. A member that does
-not read its answer holds one slice here (besides the kernel's buffers) until
-the write stall time-out drops it, and one of the few sending turns: the others
-queue behind it, as they queued behind one page slot before.
+slices made when their turn comes, at a pace the caller sets, and the next
+reading waits while two answers are still being sent: reading ahead would only
+heap answers up in memory and crowd the loop's work into the first second. A
+member that does not read its answer holds one slice here (besides the kernel's
+buffers), one of the few sending turns and its answer until the write stall
+time-out drops it: two such members hold the readings back that long, as one
+held the page slot before.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ log = logging.getLogger(__name__)
 SLICE_BYTES = 256 * 1024
 # to at most this many members at once.
 SENDING_AT_ONCE = 4
+# Answers read and not yet sent to every member: the next reading waits below this.
+UNSENT_ANSWERS = 2
 BUSY = "the server is busy with other large requests; try again shortly"
 
 # What an identical request repeats exactly.
@@ -73,6 +78,8 @@ class _Group:
     arrived: float
     answer: asyncio.Future[list[Message]]
     members: int = field(default=1)
+    unsent: int = field(default=1)  # members not yet sent the answer
+    read: bool = field(default=False)  # holds one of the UNSENT_ANSWERS
 
 
 class SharedPages:
@@ -87,6 +94,7 @@ class SharedPages:
         self._readers: set[asyncio.Task[None]] = set()
         self._expiry: asyncio.TimerHandle | None = None
         self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
+        self._unsent_answers = asyncio.Semaphore(UNSENT_ANSWERS)
         retry_after = str(max(1, round(queue_seconds / 4))).encode()
         body = b'{"detail":"' + BUSY.encode() + b'"}'
         self._busy = json_answer(503, body, (b"retry-after", retry_after))
@@ -102,13 +110,19 @@ class SharedPages:
             self._start_readers(loop)
         else:
             group.members += 1
+            group.unsent += 1
             metrics.PAGES_SHARED.inc()
-        # Shielded: a member that goes away does not take the others' answer with it.
-        messages = await asyncio.shield(group.answer)
-        async with self._sending:
-            for message in messages:
-                async for part in _slices(message, self._pace):
-                    await send(part)
+        try:
+            # Shielded: a member that goes away does not take the others' answer with it.
+            messages = await asyncio.shield(group.answer)
+            async with self._sending:
+                for message in messages:
+                    async for part in _slices(message, self._pace):
+                        await send(part)
+        finally:
+            group.unsent -= 1
+            if group.unsent == 0 and group.read:
+                self._unsent_answers.release()
 
     def _start_readers(self, loop: asyncio.AbstractEventLoop) -> None:
         if len(self._readers) < self.slots:
@@ -120,13 +134,22 @@ class SharedPages:
     async def _read_while_queued(self) -> None:
         try:
             while self._queue:
+                # Reading faster than the answers go out would only heap them up here:
+                # the loop's work of reading is spread over the time of sending.
+                await self._unsent_answers.acquire()
+                if not self._queue:  # expired meanwhile
+                    self._unsent_answers.release()
+                    break
                 group = self._take(self._queue.popleft())
+                group.read = True
                 metrics.HEAVY_IN_FLIGHT.labels("page").inc()
                 try:
                     # On SQLite a page is read and serialised without yielding: let the
                     # requests that arrived meanwhile (status polls) go first.
                     await asyncio.sleep(0)
                     group.answer.set_result(await self._read(group.scope))
+                    if group.unsent == 0:  # every member went away meanwhile
+                        self._unsent_answers.release()
                 except BaseException:
                     group.answer.cancel()
                     raise
