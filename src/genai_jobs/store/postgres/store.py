@@ -259,17 +259,20 @@ class PostgresStore(Store):
 
     async def list_jobs_json(self, query: JobQuery) -> JobPageJson:
         where, params = _list_filter(query)
-        statement = job_json.versioned_page_statement(where)
         asked: list[str] = []
         async with self._connection() as conn:
             # Each round reads the page again: a row that changed since the last
             # round is written afresh. Rows keep changing under a busy page, so the
             # last round writes them all.
             for round_number in range(1, PAGE_ROUNDS + 1):
+                arguments = [*params, query.limit, query.offset, *params]
+                if round_number == 1:
+                    statement = job_json.page_versions_statement(where)
+                else:
+                    statement = job_json.page_documents_statement(where)
+                    arguments += [round_number == PAGE_ROUNDS, asked]
                 async with conn.cursor(row_factory=tuple_row) as cursor:
-                    await cursor.execute(statement, [
-                        *params, query.limit, query.offset, *params,
-                        round_number == PAGE_ROUNDS, asked])
+                    await cursor.execute(statement, arguments)
                     page = self._rendered.assemble(await cursor.fetchall())
                 if isinstance(page, JobPageJson):
                     return page
