@@ -25,12 +25,12 @@ Sending is work too: the kernel copies every byte into the reader's socket, and
 400 members sent a 534 kB page at once took both cores for ~0.2 s (status polls
 waited up to 190 ms). Answers go out a few members at a time, each answer in
 slices made when their turn comes, at a pace the caller sets, and the next
-reading waits while two answers are still being sent: reading ahead would only
-heap answers up in memory and crowd the loop's work into the first second. A
-member that does not read its answer holds one slice here (besides the kernel's
-buffers), one of the few sending turns and its answer until the write stall
-time-out drops it: two such members hold the readings back that long, as one
-held the page slot before.
+reading waits while `slots` + 1 answers are still being sent (two, with the one
+slot of the defaults): reading ahead would only heap answers up in memory and
+crowd the loop's work into the first second. A member that does not read its
+answer holds one slice here (besides the kernel's buffers), one of the few
+sending turns and its answer until the write stall time-out drops it: `slots` + 1
+such members hold the readings back that long, as one held the page slot before.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 SLICE_BYTES = 256 * 1024
 # to at most this many members at once.
 SENDING_AT_ONCE = 4
-# Answers read and not yet sent to every member: the next reading waits below this.
-UNSENT_ANSWERS = 2
+# Answers read and not yet sent to every member, beyond one a slot: the next reading
+# waits below this.
+UNSENT_ANSWERS_BEYOND_SLOTS = 1
 BUSY = "the server is busy with other large requests; try again shortly"
 
 # What an identical request repeats exactly.
@@ -79,7 +80,7 @@ class _Group:
     answer: asyncio.Future[list[Message]]
     members: int = field(default=1)
     unsent: int = field(default=1)  # members not yet sent the answer
-    read: bool = field(default=False)  # holds one of the UNSENT_ANSWERS
+    read: bool = field(default=False)  # holds a place among the unsent answers
 
 
 class SharedPages:
@@ -94,7 +95,7 @@ class SharedPages:
         self._readers: set[asyncio.Task[None]] = set()
         self._expiry: asyncio.TimerHandle | None = None
         self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
-        self._unsent_answers = asyncio.Semaphore(UNSENT_ANSWERS)
+        self._unsent_answers = asyncio.Semaphore(slots + UNSENT_ANSWERS_BEYOND_SLOTS)
         retry_after = str(max(1, round(queue_seconds / 4))).encode()
         body = b'{"detail":"' + BUSY.encode() + b'"}'
         self._busy = json_answer(503, body, (b"retry-after", retry_after))
