@@ -1,5 +1,5 @@
 """The documents a PostgreSQL API process keeps between big pages
-(store/postgres/rendered.py): within their byte budget, and a page is only put
+(store/rendered.py): within their byte budget, and a page is only put
 together when every row's document is known in the row's version."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 
 from genai_jobs.domain import JobPageJson
-from genai_jobs.store.postgres.rendered import RenderedJobs
+from genai_jobs.store.rendered import RenderedJobs
 
 Row = tuple[int | None, str | None, str | None, str | None]
 

@@ -31,7 +31,7 @@ def _value(field: Field) -> str:
 
 
 def page_versions_statement(where: sql.Composable) -> sql.Composed:
-    """A page as its rows' version keys (see store/postgres/rendered.py): one row
+    """A page as its rows' version keys (see store/rendered.py): one row
     (total, keys, NULL, NULL), the listing's total and the page's keys newest
     first, comma-separated (NULL for an empty page). Parameters: `where`'s,
     limit, offset, `where`'s again."""

@@ -56,7 +56,6 @@ from genai_jobs.store.gathered import GatheredLookups
 from genai_jobs.store.migrations import load_migrations
 from genai_jobs.store.postgres import job_json, tenants
 from genai_jobs.store.postgres.listener import Listener
-from genai_jobs.store.postgres.rendered import RenderedJobs
 from genai_jobs.store.postgres.rows import (
     JOB_COLUMNS,
     STATUS_COLUMNS,
@@ -67,6 +66,7 @@ from genai_jobs.store.postgres.rows import (
     status_from_row,
     token_from_row,
 )
+from genai_jobs.store.rendered import RenderedJobs
 
 log = logging.getLogger("genai_jobs.store.postgres")
 
@@ -100,7 +100,7 @@ class NowPlus:
 
 
 NOW = Now()
-# Rounds of a big page's reading (store/postgres/rendered.py); the last writes every row.
+# Rounds of a big page's reading (store/rendered.py); the last writes every row.
 PAGE_ROUNDS = 3
 
 

@@ -10,18 +10,21 @@ from __future__ import annotations
 from genai_jobs.store.job_json import FAILED_STATES, JOB_FIELDS, Field, Kind
 
 
-def page_statement(where: str) -> str:
-    """(total, count, JSON array as bytes) for one page, newest first.
+def page_versions_statement(where: str) -> str:
+    """A page as its rows' version keys (see store/rendered.py): one row (total,
+    keys, NULL, NULL), the listing's total and the page's keys (id and
+    change_seq) newest first, comma-separated (NULL for an empty page).
+    Parameters: `where`'s, limit, offset, `where`'s again."""
+    return _PAGE.format(where=where)
 
-    Parameters: `where`'s, `where`'s again, limit, offset. The array is built by
-    `sqlite3_step`, which runs without the interpreter lock.
-    """
-    # The subquery's LIMIT keeps it from being flattened: rows reach the
-    # aggregate in its order.
-    return (f"SELECT (SELECT COUNT(*) FROM jobs{where}), COUNT(*),"
-            f" CAST(json_group_array({_DOCUMENT}) AS BLOB)"
-            f" FROM (SELECT * FROM jobs{where}"
-            " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?)")
+
+def page_documents_statement(where: str) -> str:
+    """The row of `page_versions_statement`, then a row (NULL, NULL, key, document)
+    for each row of the page asked for: all of them, or those whose ids are in the
+    JSON array. Parameters: `where`'s, limit, offset, `where`'s again, whether all,
+    the ids (a JSON array of text). The documents are written by `sqlite3_step`,
+    which runs without the interpreter lock."""
+    return _PAGE.format(where=where) + _DOCUMENTS
 
 
 def _value(field: Field) -> str:
@@ -57,6 +60,15 @@ def _iso_time(column: str) -> str:
             " || 'Z' END")
 
 
-# Built once: only the filter differs between listings.
+# Built once: only the filter differs between listings. The page is its rows' ids and
+# keys alone; the documents asked for are written from their rows in `jobs`. Rows reach
+# group_concat in the materialized page's order (as json_group_array's did before).
 _DOCUMENT = ("json_object("
              + ", ".join(f"'{field.name}', {_value(field)}" for field in JOB_FIELDS) + ")")
+_PAGE = ("WITH page AS MATERIALIZED (SELECT id AS page_id, id || ' ' || change_seq AS key"
+         " FROM jobs{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?)"
+         " SELECT (SELECT COUNT(*) FROM jobs{where}),"
+         " (SELECT group_concat(key, ',') FROM page), NULL, NULL")
+_DOCUMENTS = (" UNION ALL SELECT NULL, NULL, page.key, " + _DOCUMENT
+              + " FROM page JOIN jobs ON jobs.id = page.page_id"
+              " WHERE ? OR page.page_id IN (SELECT value FROM json_each(?))")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import time
 import uuid
@@ -38,6 +39,7 @@ from genai_jobs.domain.tenants import priority_refusal, submit_refusal
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
 from genai_jobs.store.migrations import load_migrations
+from genai_jobs.store.rendered import RenderedJobs
 from genai_jobs.store.sqlite import job_json, tenants
 from genai_jobs.store.sqlite.commits import commit_signals
 from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx
@@ -55,6 +57,8 @@ T = TypeVar("T")
 
 # Rows deleted per transaction when purging, so writers never wait long.
 PURGE_BATCH = 500
+# Rounds of a big page's reading (store/rendered.py); the last writes every row.
+PAGE_ROUNDS = 3
 
 _CLEAR_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL"
 
@@ -66,6 +70,7 @@ class SQLiteStore(Store):
         self._db = SQLiteDatabase(path)
         self._watcher: asyncio.Task[None] | None = None
         self._seen_seq = 0
+        self._rendered = RenderedJobs()
         # Change numbers of this process's own commits, already published at commit.
 
     @property
@@ -197,14 +202,23 @@ class SQLiteStore(Store):
 
     async def list_jobs_json(self, query: JobQuery) -> JobPageJson:
         where, params = _list_filter(query)
-        statement = job_json.page_statement(where)
-
-        def read(conn: sqlite3.Connection) -> JobPageJson:
-            total, count, data = conn.execute(
-                statement, [*params, *params, query.limit, query.offset]).fetchone()
-            return JobPageJson(data=data, count=count, total_count=total)
-
-        return await self._db.read_off_loop(read)
+        asked: list[str] = []
+        # As on PostgreSQL (store/rendered.py): each round reads the page again, the
+        # last writes every document. The reading runs off the event loop.
+        for round_number in range(1, PAGE_ROUNDS + 1):
+            arguments: list[Any] = [*params, query.limit, query.offset, *params]
+            if round_number == 1:
+                statement = job_json.page_versions_statement(where)
+            else:
+                statement = job_json.page_documents_statement(where)
+                arguments += [round_number == PAGE_ROUNDS, dump_json(asked)]
+            rows = await self._db.read_off_loop(
+                functools.partial(_all_rows, statement, arguments))
+            page = self._rendered.assemble(rows)
+            if isinstance(page, JobPageJson):
+                return page
+            asked = page
+        raise AssertionError("the last round writes every document")
 
     async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
         def abort(tx: WriteTx) -> Job:
@@ -522,6 +536,11 @@ class SQLiteStore(Store):
             (UUID(row["id"]) for row in others),
             any(row["status"] == "INITIALIZED" for row in others),
         )
+
+
+def _all_rows(statement: str, arguments: list[Any],
+              reader: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in reader.execute(statement, arguments)]
 
 
 def _current_seq(reader: sqlite3.Connection) -> int:

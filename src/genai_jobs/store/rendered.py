@@ -1,20 +1,24 @@
-"""Job documents PostgreSQL has already written, kept by row version.
+"""Job documents the database has already written, kept by row version.
 
-Writing a job's JSON is most of a big page's cost on PostgreSQL (~9 ms of a
-backend's CPU for 1,000 jobs; listing their versions alone, ~1.4 ms). Beside
-400 concurrent big pages, those backends took a core from the status polls
-answered meanwhile. Most jobs in a page have not changed since the last page
-that held them (finished jobs never change), so the page is asked for in two
-steps: first each row's version, then JSON only for the rows this process has
-not seen in that version.
+Writing a job's JSON is most of a big page's cost (PostgreSQL: ~9 ms of a
+backend's CPU for 1,000 jobs, listing their versions alone ~1.3 ms; SQLite:
+~10 ms of a thread). Beside 400 concurrent big pages, that work took a core
+from the status polls answered meanwhile. Most jobs in a page have not changed
+since the last page that held them (finished jobs never change), so a page is
+asked for in two steps: first each row's version, then JSON only for the rows
+this process has not seen in that version.
 
-A version is the row's id, `xmin` (the transaction that wrote this version of
-the row: every UPDATE writes a new one) and `updated_at` (so that a transaction
-id that came round again after 2^32 transactions cannot match an old entry).
-The same version always renders the same document, so an entry is never stale:
-each page still reads every row's version after the request arrived, and any
-row that changed is written afresh. Each API process keeps its own entries; no
-process needs to know what the others wrote.
+A version key is the row's id and what changes whenever the store changes it:
+on PostgreSQL `xmin` (the transaction that wrote this version of the row: every
+UPDATE writes a new one) and `updated_at` (so that a transaction id that came
+round again after 2^32 transactions cannot match an old entry); on SQLite
+`change_seq`, which every change the store makes takes from one counter (the
+store owns its file: a row changed behind its back keeps its old document here
+until it changes again through the store). The same version always renders the
+same document, so an entry is never stale: each page still reads every row's
+version after the request arrived, and any row that changed is written afresh.
+Each API process keeps its own entries; no process needs to know what the
+others wrote.
 """
 
 from __future__ import annotations
