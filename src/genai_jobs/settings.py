@@ -79,8 +79,9 @@ class Settings(BaseSettings):
     # receiving and parsing them is the event loop's work (api/admission.py).
     upload_bytes_per_second: int = Field(default=100_000_000, ge=0)
     # The answers of all big pages, sent at most this fast (bytes a second; 0: no bound):
-    # the kernel's copying of them takes the cores polls need (api/shared_pages.py).
-    page_bytes_per_second: int = Field(default=100_000_000, ge=0)
+    # sending and reading them takes the cores polls need (api/shared_pages.py; at
+    # 100 MB/s, 400 different pages took ~45 % of the loop on 2 cores).
+    page_bytes_per_second: int = Field(default=50_000_000, ge=0)
     busy_queue_seconds: float = Field(default=30.0, ge=0)
     # `genai-jobs worker` serves its Prometheus metrics on this port when set.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
