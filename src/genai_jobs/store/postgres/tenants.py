@@ -14,7 +14,8 @@ them. Tenants without limits take the one-statement paths, unlocked.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -166,7 +167,8 @@ class LimitsCache:
     def invalidate(self) -> None:
         self._read_at = float("-inf")
 
-    async def for_tenant(self, conn_factory: Any, tenant: str) -> TenantLimits:
+    async def for_tenant(self, conn_factory: Callable[[], AbstractAsyncContextManager[Conn]],
+                         tenant: str) -> TenantLimits:
         if time.monotonic() - self._read_at > LIMITS_CACHE_SECONDS:
             async with conn_factory() as conn:
                 self._rows = {limits.tenant: limits for limits in await read_limits(conn)}
