@@ -23,7 +23,7 @@ others wrote.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
 from genai_jobs.domain import JobPageJson
@@ -32,6 +32,15 @@ from genai_jobs.domain import JobPageJson
 MAX_BYTES = 32 * 1024 * 1024
 # A document this big is written again when next listed rather than crowd out the others.
 MAX_ITEM_BYTES = 64 * 1024
+# Readings of one page at most; the last writes every row's document.
+PAGE_ROUNDS = 3
+
+# The page statement's rows: (total, comma-separated keys, None, None), then
+# (None, None, key, document) for each document written.
+Rows = Sequence[tuple[int | None, str | None, str | None, str | None]]
+# Reads the page: its keys alone when asked for nothing (None), else also the
+# documents of the rows whose ids are asked for, or of every row.
+ReadPage = Callable[[list[str] | None, bool], Awaitable[Rows]]
 
 
 class RenderedJobs:
@@ -51,11 +60,20 @@ class RenderedJobs:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def assemble(self, rows: Sequence[tuple[int | None, str | None, str | None, str | None]]
-                 ) -> JobPageJson | list[str]:
-        """The page, or the ids of the rows whose documents must be asked for. `rows`:
-        (total, comma-separated keys, None, None) and (None, None, key, document) for
-        each document written (store/postgres/job_json.py)."""
+    async def page(self, read: ReadPage) -> JobPageJson:
+        """The page `read` reads. Each round reads it again: a row that changed since the
+        last round is written afresh. Rows keep changing under a busy page, so the last
+        round writes them all."""
+        asked: list[str] | None = None
+        for round_number in range(1, PAGE_ROUNDS + 1):
+            page = self.assemble(await read(asked, round_number == PAGE_ROUNDS))
+            if isinstance(page, JobPageJson):
+                return page
+            asked = page
+        raise AssertionError("the last round writes every document")
+
+    def assemble(self, rows: Rows) -> JobPageJson | list[str]:
+        """The page, or the ids of the rows whose documents must be asked for."""
         total, joined = 0, None
         written: dict[str, bytes] = {}
         for row_total, row_keys, key, item in rows:

@@ -66,7 +66,7 @@ from genai_jobs.store.postgres.rows import (
     status_from_row,
     token_from_row,
 )
-from genai_jobs.store.rendered import RenderedJobs
+from genai_jobs.store.rendered import RenderedJobs, Rows
 
 log = logging.getLogger("genai_jobs.store.postgres")
 
@@ -100,8 +100,6 @@ class NowPlus:
 
 
 NOW = Now()
-# Rounds of a big page's reading (store/rendered.py); the last writes every row.
-PAGE_ROUNDS = 3
 
 
 class PostgresStore(Store):
@@ -259,25 +257,19 @@ class PostgresStore(Store):
 
     async def list_jobs_json(self, query: JobQuery) -> JobPageJson:
         where, params = _list_filter(query)
-        asked: list[str] = []
         async with self._connection() as conn:
-            # Each round reads the page again: a row that changed since the last
-            # round is written afresh. Rows keep changing under a busy page, so the
-            # last round writes them all.
-            for round_number in range(1, PAGE_ROUNDS + 1):
+            async def read(asked: list[str] | None, every: bool) -> Rows:
                 arguments = [*params, query.limit, query.offset, *params]
-                if round_number == 1:
+                if asked is None:
                     statement = job_json.page_versions_statement(where)
                 else:
                     statement = job_json.page_documents_statement(where)
-                    arguments += [round_number == PAGE_ROUNDS, asked]
+                    arguments += [every, asked]
                 async with conn.cursor(row_factory=tuple_row) as cursor:
                     await cursor.execute(statement, arguments)
-                    page = self._rendered.assemble(await cursor.fetchall())
-                if isinstance(page, JobPageJson):
-                    return page
-                asked = page
-        raise AssertionError("the last round writes every document")
+                    return await cursor.fetchall()
+
+            return await self._rendered.page(read)
 
     async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
         return self._announce(await self._request_abort(job_id, tenant, reason))

@@ -39,7 +39,7 @@ from genai_jobs.domain.tenants import priority_refusal, submit_refusal
 from genai_jobs.store.base import Store
 from genai_jobs.store.changes import ChangeFeed
 from genai_jobs.store.migrations import load_migrations
-from genai_jobs.store.rendered import RenderedJobs
+from genai_jobs.store.rendered import RenderedJobs, Rows
 from genai_jobs.store.sqlite import job_json, tenants
 from genai_jobs.store.sqlite.commits import commit_signals
 from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx
@@ -57,8 +57,6 @@ T = TypeVar("T")
 
 # Rows deleted per transaction when purging, so writers never wait long.
 PURGE_BATCH = 500
-# Rounds of a big page's reading (store/rendered.py); the last writes every row.
-PAGE_ROUNDS = 3
 
 _CLEAR_LEASE = "lease_id = NULL, lease_owner = NULL, lease_expires_at = NULL"
 
@@ -202,23 +200,18 @@ class SQLiteStore(Store):
 
     async def list_jobs_json(self, query: JobQuery) -> JobPageJson:
         where, params = _list_filter(query)
-        asked: list[str] = []
-        # As on PostgreSQL (store/rendered.py): each round reads the page again, the
-        # last writes every document. The reading runs off the event loop.
-        for round_number in range(1, PAGE_ROUNDS + 1):
+
+        async def read(asked: list[str] | None, every: bool) -> Rows:
             arguments: list[Any] = [*params, query.limit, query.offset, *params]
-            if round_number == 1:
+            if asked is None:
                 statement = job_json.page_versions_statement(where)
             else:
                 statement = job_json.page_documents_statement(where)
-                arguments += [round_number == PAGE_ROUNDS, dump_json(asked)]
-            rows = await self._db.read_off_loop(
+                arguments += [every, dump_json(asked)]
+            return await self._db.read_off_loop(
                 functools.partial(_all_rows, statement, arguments))
-            page = self._rendered.assemble(rows)
-            if isinstance(page, JobPageJson):
-                return page
-            asked = page
-        raise AssertionError("the last round writes every document")
+
+        return await self._rendered.page(read)
 
     async def request_abort(self, job_id: UUID, tenant: str | None, reason: str) -> Job:
         def abort(tx: WriteTx) -> Job:
