@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genai_jobs import metrics
-from genai_jobs.api.shared_pages import BUSY, SharedPages
+from genai_jobs.api.shared_pages import BUSY, SharedPages, retry_after
 
 # Pages up to this size are cheap (the default page is 100).
 LIGHT_PAGE_LIMIT = 100
@@ -72,7 +72,7 @@ class Slots:
 
     @property
     def retry_after(self) -> str:
-        return str(max(1, round(self.queue_seconds / 4)))
+        return retry_after(self.queue_seconds)
 
 
 class ByteRate:

@@ -62,6 +62,11 @@ Key = tuple[object, ...]
 Pace = Callable[[int], Awaitable[None]]
 
 
+def retry_after(queue_seconds: float) -> str:
+    """The `Retry-After` of a busy answer, in seconds: a quarter of the longest wait."""
+    return str(max(1, round(queue_seconds / 4)))
+
+
 def json_answer(status: int, body: bytes, *headers: tuple[bytes, bytes]) -> list[Message]:
     return [{"type": "http.response.start", "status": status,
              "headers": [(b"content-type", b"application/json"),
@@ -96,9 +101,8 @@ class SharedPages:
         self._expiry: asyncio.TimerHandle | None = None
         self._sending = asyncio.Semaphore(SENDING_AT_ONCE)
         self._unsent_answers = asyncio.Semaphore(slots + UNSENT_ANSWERS_BEYOND_SLOTS)
-        retry_after = str(max(1, round(queue_seconds / 4))).encode()
         body = b'{"detail":"' + BUSY.encode() + b'"}'
-        self._busy = json_answer(503, body, (b"retry-after", retry_after))
+        self._busy = json_answer(503, body, (b"retry-after", retry_after(queue_seconds).encode()))
 
     async def __call__(self, scope: Scope, send: Send) -> None:
         key = request_key(scope)
