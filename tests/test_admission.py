@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,37 +51,29 @@ def one_at_a_time(request: pytest.FixtureRequest,
                      max_concurrent_big_pages="1", max_concurrent_uploads="1")
 
 
-def together(count: int, call: Callable[[], httpx.Response]) -> list[httpx.Response]:
-    """`count` calls released at once from their own threads."""
-    start = threading.Barrier(count, timeout=30)
-
-    def released() -> httpx.Response:
-        start.wait()
-        return call()
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(lambda _: released(), range(count)))
-
-
-def big_page(api: Server, limit: int = 1000, offset: int = 0) -> Callable[[], httpx.Response]:
-    def call() -> httpx.Response:
-        with api.client(timeout=60) as client:
-            return client.get(f"{API}/jobs/", params={"limit": limit, "offset": offset})
-    return call
-
-
-def together_distinct(count: int, api: Server) -> list[httpx.Response]:
-    """`count` big pages released at once, each for another offset: none can share
-    another's reading (api/shared_pages.py)."""
-    calls = [big_page(api, offset=number) for number in range(count)]
-    start = threading.Barrier(count, timeout=30)
+def at_once(calls: Sequence[Callable[[], httpx.Response]]) -> list[httpx.Response]:
+    """The calls released at once from their own threads, answers in their order."""
+    start = threading.Barrier(len(calls), timeout=30)
 
     def released(call: Callable[[], httpx.Response]) -> httpx.Response:
         start.wait()
         return call()
 
-    with ThreadPoolExecutor(count) as pool:
+    with ThreadPoolExecutor(len(calls)) as pool:
         return list(pool.map(released, calls))
+
+
+def together(count: int, call: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """`count` times the same call, released at once."""
+    return at_once([call] * count)
+
+
+def big_page(api: Server, limit: int = 1000, offset: int = 0,
+             token: str | None = None) -> Callable[[], httpx.Response]:
+    def call() -> httpx.Response:
+        with api.client(token, timeout=60) as client:
+            return client.get(f"{API}/jobs/", params={"limit": limit, "offset": offset})
+    return call
 
 
 def upload(api: Server, size: int) -> Callable[[], httpx.Response]:
@@ -106,7 +98,8 @@ def test_big_pages_past_their_slots_are_refused_and_polls_still_answered(
     with no_queue.client() as client:
         listing = client.get(f"{API}/jobs/", params={"limit": 1}).json()
     some_job, stored = listing["data"][0]["statusId"], listing["totalCount"]
-    answers = together_distinct(CONCURRENT, no_queue)
+    # Each for another offset: none can share another's reading (api/shared_pages.py).
+    answers = at_once([big_page(no_queue, offset=number) for number in range(CONCURRENT)])
     with no_queue.client() as client:
         polls = [client.get(f"{API}/status/{some_job}/") for _ in range(20)]
     codes = sorted({answer.status_code for answer in answers})
@@ -140,21 +133,8 @@ def test_identical_big_pages_waiting_together_are_read_once_each_tenant_its_own(
     with one_at_a_time.client() as client:
         everything = client.get(f"{API}/jobs/", params={"limit": 1000}).json()["totalCount"]
 
-    def page_of(token: str | None) -> Callable[[], httpx.Response]:
-        def call() -> httpx.Response:
-            with one_at_a_time.client(token, timeout=60) as client:
-                return client.get(f"{API}/jobs/", params={"limit": 1000})
-        return call
-
-    calls = [page_of(other if index % 2 else None) for index in range(2 * CONCURRENT)]
-    start = threading.Barrier(len(calls), timeout=30)
-
-    def released(call: Callable[[], httpx.Response]) -> httpx.Response:
-        start.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        answers = list(pool.map(released, calls))
+    answers = at_once([big_page(one_at_a_time, token=other if index % 2 else None)
+                       for index in range(2 * CONCURRENT)])
     for index, answer in enumerate(answers):
         assert answer.status_code == 200
         listed = {item["statusId"] for item in answer.json()["data"]}
