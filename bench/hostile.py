@@ -818,17 +818,17 @@ async def _pages(server: Service, prepared: dict[str, Any], sizes: Sizes,
             return await Connection.open(port)
 
     connections = await asyncio.gather(*(opened() for _ in range(sizes.big_pages)))
+    health = Call("GET", "/healthz", page.token)
     # A client's connect returns before the server has taken the connection in: wait
     # until it has taken in the last one (it accepts in order), so that what is
     # measured is 400 pages asked for at once, not 400 connections opened (the slow
     # case measures those).
     async with asyncio.timeout(REQUEST_SECONDS):
-        await connections[-1].request(Call("GET", "/healthz", page.token))
+        await connections[-1].request(health)
     fire = asyncio.Event()
     outcomes: list[tuple[str, float]] = []
     longest = BUSY_QUEUE_SECONDS + 120.0
     fired = pages_done = health_fired = math.nan
-    health = Call("GET", "/healthz", page.token)
     try:
         with ServerWatch(server.pid) as watch:
             async with probing(port, call, longest) as probe:
