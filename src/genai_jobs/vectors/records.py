@@ -69,6 +69,40 @@ class DocumentInfo:
     kind: DocumentKind
     size_bytes: int
     metadata: Metadata = field(default_factory=dict)
+    # sha256 of its bytes, taken at upload (None: uploaded before digests were kept).
+    content_digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    """A document as a version of a vector database holds it: its chunks are
+    `first_seq` .. `first_seq + chunk_count - 1` (none if it had no text). `digest`
+    covers its bytes, type and metadata: an update keeps the chunks of a document
+    whose digest did not change."""
+
+    ordinal: int
+    name: str
+    kind: DocumentKind
+    digest: str
+    first_seq: int
+    chunk_count: int
+
+
+class UpdateMode(enum.StrEnum):
+    """How a version is made from its parent and a dataset."""
+
+    ADD = "add"  # the dataset's documents are added; one of the same name replaces it
+    REPLACE = "replace"  # the version holds the dataset's documents and no others
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """The versions of one vector database; `active_id` is the version searches of the
+    family use (None until one is built)."""
+
+    id: UUID
+    tenant: str
+    active_id: UUID | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +174,7 @@ class NewVectorDatabase:
     dataset_ids: tuple[UUID, ...] = ()  # every dataset it holds; () means (dataset_id,)
     metadata_columns: tuple[str, ...] = ()
     chunking_method: str = "recursive"
+    update_mode: UpdateMode = UpdateMode.ADD
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +209,9 @@ class VectorDatabase:
     # The documents of its datasets left out of the index, its parent's first; written
     # when the build finishes.
     skipped_documents: tuple[SkippedDocument, ...] = ()
+    update_mode: UpdateMode = UpdateMode.ADD
+    # What the build changed from the parent (`Changes.as_json`); {} until built.
+    changes: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def is_built(self) -> bool:
@@ -189,6 +227,8 @@ class NewChunk:
     end_char: int
     text: str
     metadata: Metadata = field(default_factory=dict)  # its document's
+    content_key: str = ""  # vectors/plan.py content_key
+    kind: DocumentKind | None = None  # its document's
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +241,30 @@ class Chunk:
     end_char: int
     text: str
     metadata: Metadata = field(default_factory=dict)
+    kind: DocumentKind | None = None  # None for chunks built before types were kept
+
+
+@dataclass(frozen=True, slots=True)
+class CopiedRange:
+    """Chunks `parent_first` .. `parent_first + count - 1` of the parent, copied as
+    `first_seq` .. of the version being built."""
+
+    parent_first: int
+    count: int
+    first_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOutcome:
+    """What a finished build writes at once: its size, the documents it holds, those
+    left out for having no text, and what changed from its parent."""
+
+    chunk_count: int
+    size_bytes: int
+    records: Sequence[DocumentRecord]
+    skipped: Sequence[SkippedDocument]
+    changes: Mapping[str, object]
+    parent_id: UUID | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ uploads). Slices of a megabyte come from and go back to the heap.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -101,3 +102,11 @@ def opened(content: Content) -> Iterator[BinaryIO]:
     """A file object over the bytes, closed after the block."""
     with (io.BytesIO(content) if isinstance(content, bytes) else content.opened()) as file:
         yield file
+
+
+def sha256_of(content: Content) -> str:
+    """The content's sha256 in hex, read a slice at a time."""
+    digest = hashlib.sha256()
+    for piece in slices(content):
+        digest.update(piece)
+    return digest.hexdigest()

@@ -15,14 +15,17 @@ from collections.abc import AsyncIterator, Sequence
 from uuid import UUID
 
 from genai_jobs.vectors.records import (
+    BuildOutcome,
     Chunk,
+    CopiedRange,
     Dataset,
     DocumentInfo,
+    DocumentRecord,
+    Family,
     NewChunk,
     NewDataset,
     NewVectorDatabase,
     Page,
-    SkippedDocument,
     VectorDatabase,
     VectorDatabaseQuery,
 )
@@ -98,14 +101,29 @@ class VectorStore(abc.ABC):
         """Write chunks `first_seq`, `first_seq + 1`, ...; BuildSuperseded if not ours."""
 
     @abc.abstractmethod
-    async def copy_chunks(self, vdb_id: UUID, build_id: UUID,
-                          parent_id: UUID) -> tuple[int, int]:
-        """Copy the built parent's chunks and vectors as this build's first ones, in one
-        transaction; how many, and their bytes. VectorDatabaseNotFound if the parent is
-        gone or not built; BuildSuperseded if the build is not ours."""
+    async def copy_chunk_ranges(self, vdb_id: UUID, build_id: UUID, parent_id: UUID,
+                                ranges: Sequence[CopiedRange]) -> int:
+        """Copy the built parent's chunk rows (not their vectors) `parent_first` ..
+        `parent_first + count - 1` of each range as this build's `first_seq` ..; returns
+        the bytes of their text. VectorDatabaseNotFound if the parent is gone or not
+        built; BuildSuperseded if the build is not ours."""
 
     @abc.abstractmethod
-    async def chunk_texts(self, vdb_id: UUID, first_seq: int, count: int) -> list[str]: ...
+    async def chunk_keys(self, vdb_id: UUID) -> list[tuple[int, str | None, str | None]]:
+        """(seq, content key, text) of every chunk in seq order; the text only where the
+        key is missing (chunks written before keys were kept), for the caller to make it."""
+
+    @abc.abstractmethod
+    async def family_chunks(self, family_id: UUID,
+                            keys: Sequence[str]) -> dict[str, tuple[UUID, int]]:
+        """For the keys found in a built version of the family: one (vdb id, seq) each."""
+
+    @abc.abstractmethod
+    async def vectors_at(self, vdb_id: UUID, seqs: Sequence[int]) -> dict[int, bytes]:
+        """The float32 vectors of these chunks, by seq (missing ones left out)."""
+
+    @abc.abstractmethod
+    async def chunk_texts_at(self, vdb_id: UUID, seqs: Sequence[int]) -> dict[int, str]: ...
 
     @abc.abstractmethod
     async def add_vectors(self, vdb_id: UUID, build_id: UUID, first_seq: int, count: int,
@@ -113,15 +131,32 @@ class VectorStore(abc.ABC):
         """Write one batch of float32 vectors; BuildSuperseded if not ours."""
 
     @abc.abstractmethod
-    async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int,
-                           size_bytes: int, skipped: Sequence[SkippedDocument]) -> None:
-        """Mark the index whole, of `size_bytes` of text and vectors (counted by the build
-        as it wrote them: summing them here would read the whole index back), without the
-        `skipped` documents; BuildSuperseded if not ours."""
+    async def finish_build(self, vdb_id: UUID, build_id: UUID, outcome: BuildOutcome) -> bool:
+        """In one transaction: mark the index whole as `outcome` says, record its
+        documents, and make it its family's active version if the active one is its
+        parent (or none); whether it did. BuildSuperseded if the build is not ours."""
 
     @abc.abstractmethod
     async def discard_build(self, vdb_id: UUID, build_id: UUID) -> None:
         """Delete what `build_id` wrote, if it still owns the build (else nothing)."""
+
+    @abc.abstractmethod
+    async def document_records(self, vdb_id: UUID) -> list[DocumentRecord]:
+        """What the built version holds, document by document, in order (made from its
+        chunks for a version built before records were kept: rows.legacy_records)."""
+
+    # -- families -----------------------------------------------------------
+    @abc.abstractmethod
+    async def get_family(self, family_id: UUID, tenant: str | None) -> Family: ...
+
+    @abc.abstractmethod
+    async def family_versions(self, family_id: UUID) -> list[VectorDatabase]:
+        """Every version of the family, oldest first."""
+
+    @abc.abstractmethod
+    async def set_active_version(self, family_id: UUID, vdb_id: UUID) -> Family:
+        """Point the family's searches at `vdb_id`, a built version of it (else NotBuilt
+        or VectorDatabaseNotFound)."""
 
     # -- search -------------------------------------------------------------
     @abc.abstractmethod

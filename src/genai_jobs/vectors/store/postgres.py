@@ -22,21 +22,25 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from genai_jobs.domain import StoreUnavailable
 from genai_jobs.vectors.records import (
+    BuildOutcome,
     BuildSuperseded,
     Chunk,
+    CopiedRange,
     Dataset,
     DatasetNotFound,
     DocumentInfo,
+    DocumentRecord,
+    Family,
     NewChunk,
     NewDataset,
     NewVectorDatabase,
+    NotBuilt,
     Page,
-    SkippedDocument,
     VectorDatabase,
     VectorDatabaseNotFound,
     VectorDatabaseQuery,
 )
-from genai_jobs.vectors.spooled import SpooledFile, whole
+from genai_jobs.vectors.spooled import SpooledFile, sha256_of, whole
 from genai_jobs.vectors.store import rows as mapping
 from genai_jobs.vectors.store.base import VectorStore
 
@@ -51,10 +55,12 @@ _INSERT_VECTOR_DATABASE = (
     "INSERT INTO vector_databases (id, tenant, name, dataset_id, dataset_name,"
     " embedding_model, dimensions, chunk_size, chunk_overlap, chunk_overlap_percentage,"
     " separators, chunking_method, url, use_case_id, created_by, parent_id, family_id,"
-    " version, dataset_ids, metadata_columns) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-    " %s, %s, %s, %s, %s, %s, %s, (SELECT COALESCE(MAX(version), 0) + 1 FROM"
-    " vector_databases WHERE family_id = %s), %s, %s) RETURNING *"
+    " version, dataset_ids, metadata_columns, update_mode) VALUES (%s, %s, %s, %s, %s, %s,"
+    " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, (SELECT COALESCE(MAX(version), 0) + 1 FROM"
+    " vector_databases WHERE family_id = %s), %s, %s, %s) RETURNING *"
 )
+_INSERT_CHUNK = mapping.insert_chunk_sql("%s")
+_INSERT_DOCUMENT = mapping.insert_document_sql("%s")
 
 
 class PostgresVectorStore(VectorStore):
@@ -67,6 +73,7 @@ class PostgresVectorStore(VectorStore):
         contents = [await asyncio.to_thread(whole, document.content)
                     if isinstance(document.content, SpooledFile) else document.content
                     for document in new.documents]
+        digests = await asyncio.to_thread(lambda: [sha256_of(content) for content in contents])
         async with self._transaction() as conn:
             await conn.execute(
                 "INSERT INTO datasets (id, version_id, tenant, name, file_count, total_bytes,"
@@ -79,11 +86,11 @@ class PostgresVectorStore(VectorStore):
             async with conn.cursor() as cursor:
                 await cursor.executemany(
                     "INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
-                    " content, metadata) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    " content, metadata, digest) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     [(new.id, position, document.name, document.kind.value,
-                      len(content), content, Jsonb(dict(document.metadata)))
-                     for position, (document, content)
-                     in enumerate(zip(new.documents, contents, strict=True))])
+                      len(content), content, Jsonb(dict(document.metadata)), digest)
+                     for position, (document, content, digest)
+                     in enumerate(zip(new.documents, contents, digests, strict=True))])
         return await self.get_dataset(new.id, new.tenant)
 
     async def get_dataset(self, dataset_id: UUID, tenant: str | None) -> Dataset:
@@ -122,7 +129,7 @@ class PostgresVectorStore(VectorStore):
         await self.get_dataset(dataset_id, None)
         async with self._connection() as conn:
             rows = await (await conn.execute(
-                "SELECT position, name, kind, size_bytes, metadata FROM dataset_files"
+                "SELECT position, name, kind, size_bytes, metadata, digest FROM dataset_files"
                 " WHERE dataset_id = %s ORDER BY position", (dataset_id,))).fetchall()
         return [mapping.document_info(row, DECODE) for row in rows]
 
@@ -142,11 +149,15 @@ class PostgresVectorStore(VectorStore):
                   new.embedding_model, new.dimensions, new.chunk_size, new.chunk_overlap,
                   new.chunk_overlap_percentage, Jsonb(list(new.separators)),
                   new.chunking_method, new.url, new.use_case_id, new.created_by, new.parent_id,
-                  family_id, family_id, Jsonb(dataset_ids), Jsonb(list(new.metadata_columns)))
+                  family_id, family_id, Jsonb(dataset_ids), Jsonb(list(new.metadata_columns)),
+                  new.update_mode.value)
         for _ in range(VERSION_TRIES):  # bounded: each loser of a race tries the next number
             try:
-                async with self._connection() as conn:
+                async with self._transaction() as conn:
                     row = await _one(conn, _INSERT_VECTOR_DATABASE, values)
+                    await conn.execute("INSERT INTO vector_families (family_id, tenant)"
+                                       " VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                       (family_id, new.tenant))
             except psycopg.errors.UniqueViolation:
                 continue  # another version of the family took this number first
             assert row is not None
@@ -196,8 +207,20 @@ class PostgresVectorStore(VectorStore):
 
     async def delete_vector_database(self, vdb_id: UUID, tenant: str | None) -> VectorDatabase:
         vdb = await self.get_vector_database(vdb_id, tenant)
-        async with self._connection() as conn:
+        async with self._transaction() as conn:
+            # The family's row first: deletes and builds of one family take turns on it.
+            await conn.execute("SELECT 1 FROM vector_families WHERE family_id = %s"
+                               " FOR UPDATE", (vdb.family_id,))
             await conn.execute("DELETE FROM vector_databases WHERE id = %s", (vdb_id,))
+            # Searches of the family move to its newest other built version, if any.
+            await conn.execute(
+                "UPDATE vector_families SET updated_at = now(), active_id = (SELECT id FROM"
+                " vector_databases WHERE family_id = %(f)s AND built_at IS NOT NULL ORDER BY"
+                " version DESC LIMIT 1) WHERE family_id = %(f)s AND active_id = %(v)s",
+                {"f": vdb.family_id, "v": vdb_id})
+            await conn.execute("DELETE FROM vector_families WHERE family_id = %(f)s AND NOT"
+                               " EXISTS (SELECT 1 FROM vector_databases WHERE family_id ="
+                               " %(f)s)", {"f": vdb.family_id})
         return vdb
 
     # -- builds -------------------------------------------------------------
@@ -219,40 +242,71 @@ class PostgresVectorStore(VectorStore):
         async with self._transaction() as conn:
             await _check_owner(conn, vdb_id, build_id)
             async with conn.cursor() as cursor:
-                await cursor.executemany(
-                    "INSERT INTO vector_chunks (vdb_id, seq, document, position, page,"
-                    " start_char, end_char, text, metadata)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [(vdb_id, first_seq + offset, chunk.document, chunk.position, chunk.page,
-                      chunk.start_char, chunk.end_char, chunk.text, Jsonb(dict(chunk.metadata)))
-                     for offset, chunk in enumerate(chunks)])
+                await cursor.executemany(_INSERT_CHUNK, mapping.chunk_values(
+                    vdb_id, first_seq, chunks, Jsonb))
 
-    async def copy_chunks(self, vdb_id: UUID, build_id: UUID,
-                          parent_id: UUID) -> tuple[int, int]:
+    async def copy_chunk_ranges(self, vdb_id: UUID, build_id: UUID, parent_id: UUID,
+                                ranges: Sequence[CopiedRange]) -> int:
+        copied = 0
         async with self._transaction() as conn:
             await _check_owner(conn, vdb_id, build_id)
-            parent = await _one(conn, "SELECT chunk_count, size_bytes FROM vector_databases"
-                                " WHERE id = %s AND built_at IS NOT NULL FOR SHARE",
-                                (parent_id,))
-            if parent is None:
+            if await _one(conn, "SELECT 1 FROM vector_databases WHERE id = %s AND built_at"
+                          " IS NOT NULL FOR SHARE", (parent_id,)) is None:
                 raise VectorDatabaseNotFound(parent_id)
-            await conn.execute(
-                "INSERT INTO vector_chunks (vdb_id, seq, document, position, page, start_char,"
-                " end_char, text, metadata) SELECT %s, seq, document, position, page,"
-                " start_char, end_char, text, metadata FROM vector_chunks WHERE vdb_id = %s",
-                (vdb_id, parent_id))
-            await conn.execute(
-                "INSERT INTO vector_batches (vdb_id, first_seq, count, vectors)"
-                " SELECT %s, first_seq, count, vectors FROM vector_batches WHERE vdb_id = %s",
-                (vdb_id, parent_id))
-        return int(parent["chunk_count"]), int(parent["size_bytes"])
+            for each in ranges:
+                params = {"vdb": vdb_id, "shift": each.first_seq - each.parent_first,
+                          "parent": parent_id, "first": each.parent_first,
+                          "end": each.parent_first + each.count}
+                row = await _one(conn, (
+                    "WITH copied AS (INSERT INTO vector_chunks (vdb_id, seq, document, position,"
+                    " page, start_char, end_char, text, metadata, content_key, kind)"
+                    " SELECT %(vdb)s, seq + %(shift)s, document, position, page, start_char,"
+                    " end_char, text, metadata, content_key, kind FROM vector_chunks"
+                    " WHERE vdb_id = %(parent)s AND seq >= %(first)s AND seq < %(end)s"
+                    " RETURNING octet_length(text) AS size)"
+                    " SELECT COALESCE(SUM(size), 0) AS size FROM copied"), params)
+                copied += int(row["size"]) if row else 0
+        return copied
 
-    async def chunk_texts(self, vdb_id: UUID, first_seq: int, count: int) -> list[str]:
+    async def chunk_keys(self, vdb_id: UUID) -> list[tuple[int, str | None, str | None]]:
         async with self._connection() as conn:
             rows = await (await conn.execute(
-                "SELECT text FROM vector_chunks WHERE vdb_id = %s AND seq >= %s AND seq < %s"
-                " ORDER BY seq", (vdb_id, first_seq, first_seq + count))).fetchall()
-        return [row["text"] for row in rows]
+                "SELECT seq, content_key, CASE WHEN content_key IS NULL THEN text END AS text"
+                " FROM vector_chunks WHERE vdb_id = %s ORDER BY seq", (vdb_id,))).fetchall()
+        return [(int(row["seq"]), row["content_key"], row["text"]) for row in rows]
+
+    async def family_chunks(self, family_id: UUID,
+                            keys: Sequence[str]) -> dict[str, tuple[UUID, int]]:
+        if not keys:
+            return {}
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT DISTINCT ON (c.content_key) c.content_key, c.vdb_id, c.seq"
+                " FROM vector_chunks AS c JOIN vector_databases AS v ON v.id = c.vdb_id"
+                " WHERE c.content_key = ANY(%s) AND v.family_id = %s"
+                " AND v.built_at IS NOT NULL", (list(keys), family_id))).fetchall()
+        return {row["content_key"]: (row["vdb_id"], int(row["seq"])) for row in rows}
+
+    async def vectors_at(self, vdb_id: UUID, seqs: Sequence[int]) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        async with self._connection() as conn:
+            for seq in sorted(set(seqs)):
+                if seq in found:
+                    continue
+                row = await _one(conn, "SELECT first_seq, count, vectors FROM vector_batches"
+                                 " WHERE vdb_id = %s AND first_seq <= %s ORDER BY first_seq"
+                                 " DESC LIMIT 1", (vdb_id, seq))
+                if row is not None:
+                    found.update(mapping.rows_of_batch(int(row["first_seq"]), int(row["count"]),
+                                                       bytes(row["vectors"]), seqs))
+        return found
+
+    async def chunk_texts_at(self, vdb_id: UUID, seqs: Sequence[int]) -> dict[int, str]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT seq, text FROM vector_chunks WHERE vdb_id = %s AND seq = ANY(%s)",
+                (vdb_id, list(seqs)))).fetchall()
+        return {int(row["seq"]): row["text"] for row in rows}
 
     async def add_vectors(self, vdb_id: UUID, build_id: UUID, first_seq: int, count: int,
                           vectors: bytes) -> None:
@@ -261,15 +315,26 @@ class PostgresVectorStore(VectorStore):
             await conn.execute("INSERT INTO vector_batches (vdb_id, first_seq, count, vectors)"
                                " VALUES (%s, %s, %s, %s)", (vdb_id, first_seq, count, vectors))
 
-    async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int,
-                           size_bytes: int, skipped: Sequence[SkippedDocument]) -> None:
+    async def finish_build(self, vdb_id: UUID, build_id: UUID, outcome: BuildOutcome) -> bool:
         async with self._transaction() as conn:
             await _check_owner(conn, vdb_id, build_id)
-            await conn.execute(
+            row = await _one(conn, (
                 "UPDATE vector_databases SET chunk_count = %s, built_at = now(),"
-                " updated_at = now(), size_bytes = %s, skipped_documents = %s WHERE id = %s",
-                (chunk_count, size_bytes, Jsonb(mapping.skipped_documents_json(skipped)),
-                 vdb_id))
+                " updated_at = now(), size_bytes = %s, skipped_documents = %s, changes = %s"
+                " WHERE id = %s RETURNING family_id"),
+                (outcome.chunk_count, outcome.size_bytes,
+                 Jsonb(mapping.skipped_documents_json(outcome.skipped)),
+                 Jsonb(dict(outcome.changes)), vdb_id))
+            assert row is not None
+            async with conn.cursor() as cursor:
+                await cursor.executemany(_INSERT_DOCUMENT,
+                                         mapping.document_values(vdb_id, outcome.records))
+                await cursor.execute(
+                    "UPDATE vector_families SET active_id = %(v)s, updated_at = now()"
+                    " WHERE family_id = %(f)s AND (active_id IS NULL OR active_id = %(p)s"
+                    " OR active_id = %(v)s)",
+                    {"v": vdb_id, "f": row["family_id"], "p": outcome.parent_id})
+                return cursor.rowcount > 0
 
     async def discard_build(self, vdb_id: UUID, build_id: UUID) -> None:
         async with self._transaction() as conn:
@@ -277,6 +342,49 @@ class PostgresVectorStore(VectorStore):
                              " FOR UPDATE", (vdb_id,))
             if row is not None and row["build_id"] == build_id:
                 await _clear(conn, vdb_id)
+
+    async def document_records(self, vdb_id: UUID) -> list[DocumentRecord]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT * FROM vector_documents WHERE vdb_id = %s ORDER BY ordinal",
+                (vdb_id,))).fetchall()
+            if rows:
+                return [mapping.document_record(row) for row in rows]
+            return mapping.legacy_records(await (await conn.execute(
+                "SELECT document, MIN(seq) AS first_seq, COUNT(*) AS chunk_count"
+                " FROM vector_chunks WHERE vdb_id = %s GROUP BY document ORDER BY 2",
+                (vdb_id,))).fetchall())
+
+    # -- families -----------------------------------------------------------
+    async def get_family(self, family_id: UUID, tenant: str | None) -> Family:
+        async with self._connection() as conn:
+            row = await _one(conn, "SELECT * FROM vector_families WHERE family_id = %s",
+                             (family_id,))
+        if row is None or (tenant is not None and row["tenant"] != tenant):
+            raise VectorDatabaseNotFound(family_id)
+        return mapping.family(row, DECODE)
+
+    async def family_versions(self, family_id: UUID) -> list[VectorDatabase]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT * FROM vector_databases WHERE family_id = %s ORDER BY version",
+                (family_id,))).fetchall()
+        return [mapping.vector_database(row, DECODE) for row in rows]
+
+    async def set_active_version(self, family_id: UUID, vdb_id: UUID) -> Family:
+        async with self._transaction() as conn:
+            version = await _one(conn, "SELECT built_at FROM vector_databases WHERE id = %s"
+                                 " AND family_id = %s FOR SHARE", (vdb_id, family_id))
+            if version is None:
+                raise VectorDatabaseNotFound(vdb_id)
+            if version["built_at"] is None:
+                raise NotBuilt(f"vector database {vdb_id} is not built: only a COMPLETED "
+                               "version can answer its family's searches")
+            row = await _one(conn, "UPDATE vector_families SET active_id = %s,"
+                             " updated_at = now() WHERE family_id = %s RETURNING *",
+                             (vdb_id, family_id))
+        assert row is not None
+        return mapping.family(row, DECODE)
 
     # -- search -------------------------------------------------------------
     async def vector_batches(self, vdb_id: UUID) -> AsyncIterator[tuple[int, int, bytes]]:
@@ -345,8 +453,9 @@ async def _check_owner(conn: Conn, vdb_id: UUID, build_id: UUID) -> None:
 async def _clear(conn: Conn, vdb_id: UUID) -> None:
     await conn.execute("DELETE FROM vector_chunks WHERE vdb_id = %s", (vdb_id,))
     await conn.execute("DELETE FROM vector_batches WHERE vdb_id = %s", (vdb_id,))
+    await conn.execute("DELETE FROM vector_documents WHERE vdb_id = %s", (vdb_id,))
     await conn.execute("UPDATE vector_databases SET chunk_count = 0, built_at = NULL,"
-                       " skipped_documents = '[]' WHERE id = %s", (vdb_id,))
+                       " skipped_documents = '[]', changes = '{}' WHERE id = %s", (vdb_id,))
 
 
 def _same(value: Any) -> Any:

@@ -19,9 +19,13 @@ from genai_jobs.vectors.records import (
     Dataset,
     DocumentInfo,
     DocumentKind,
+    DocumentRecord,
+    Family,
     MetadataColumn,
     MetadataType,
+    NewChunk,
     SkippedDocument,
+    UpdateMode,
     VectorDatabase,
     VectorDatabaseQuery,
 )
@@ -79,12 +83,58 @@ def dataset(row: Row, decode: Decoder, document_count: int) -> Dataset:
 
 def document_info(row: Row, decode: Decoder) -> DocumentInfo:
     return DocumentInfo(row["position"], row["name"], DocumentKind(row["kind"]),
-                        row["size_bytes"], decode.json(row["metadata"]))
+                        row["size_bytes"], decode.json(row["metadata"]), row["digest"])
+
+
+def document_record(row: Row) -> DocumentRecord:
+    return DocumentRecord(row["ordinal"], row["name"], DocumentKind(row["kind"]),
+                          row["digest"], row["first_seq"], row["chunk_count"])
+
+
+def family(row: Row, decode: Decoder) -> Family:
+    return Family(decode.uuid(row["family_id"]), row["tenant"],
+                  decode.maybe_uuid(row["active_id"]))
 
 
 def chunk(row: Row, decode: Decoder) -> Chunk:
+    kind = row["kind"]
     return Chunk(row["seq"], row["document"], row["position"], row["page"], row["start_char"],
-                 row["end_char"], row["text"], decode.json(row["metadata"]))
+                 row["end_char"], row["text"], decode.json(row["metadata"]),
+                 None if kind is None else DocumentKind(kind))
+
+
+def chunk_values(vdb_id: Any, first_seq: int, chunks: Sequence[NewChunk],
+                 metadata: Callable[[dict[str, Any]], Any]) -> list[tuple[Any, ...]]:
+    """INSERT_CHUNK's parameters for `chunks` numbered from `first_seq`."""
+    return [(vdb_id, first_seq + offset, chunk.document, chunk.position, chunk.page,
+             chunk.start_char, chunk.end_char, chunk.text, metadata(dict(chunk.metadata)),
+             chunk.content_key, None if chunk.kind is None else chunk.kind.value)
+            for offset, chunk in enumerate(chunks)]
+
+
+def insert_chunk_sql(mark: str) -> str:
+    return ("INSERT INTO vector_chunks (vdb_id, seq, document, position, page, start_char,"
+            " end_char, text, metadata, content_key, kind) VALUES ("
+            + ", ".join([mark] * 11) + ")")
+
+
+def document_values(vdb_id: Any, records: Sequence[DocumentRecord]) -> list[tuple[Any, ...]]:
+    return [(vdb_id, record.ordinal, record.name, record.kind.value, record.digest,
+             record.first_seq, record.chunk_count) for record in records]
+
+
+def insert_document_sql(mark: str) -> str:
+    return ("INSERT INTO vector_documents (vdb_id, ordinal, name, kind, digest, first_seq,"
+            " chunk_count) VALUES (" + ", ".join([mark] * 7) + ")")
+
+
+def legacy_records(rows: Sequence[Row]) -> list[DocumentRecord]:
+    """Records for a version built before they were kept, from its chunks' documents
+    (rows of document, first_seq, chunk_count in seq order): with no digest, an update
+    counts each as changed, though its vectors are still reused by content."""
+    return [DocumentRecord(ordinal, row["document"], DocumentKind.TEXT, "",
+                           row["first_seq"], row["chunk_count"])
+            for ordinal, row in enumerate(rows)]
 
 
 def vector_database(row: Row, decode: Decoder) -> VectorDatabase:
@@ -106,7 +156,8 @@ def vector_database(row: Row, decode: Decoder) -> VectorDatabase:
         size_bytes=row["size_bytes"], built_at=decode.maybe_time(row["built_at"]),
         created_at=decode.time(row["created_at"]), updated_at=decode.time(row["updated_at"]),
         skipped_documents=tuple(SkippedDocument(item["name"], item["reason"])
-                                for item in decode.json(row["skipped_documents"])))
+                                for item in decode.json(row["skipped_documents"])),
+        update_mode=UpdateMode(row["update_mode"]), changes=decode.json(row["changes"]))
 
 
 # Columns a listing may be sorted by, for each sort key (SortKey values).
@@ -151,3 +202,11 @@ def listing_sql(query: VectorDatabaseQuery, mark: str, like: str) -> tuple[str, 
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def rows_of_batch(first_seq: int, count: int, vectors: bytes,
+                  wanted: Sequence[int]) -> dict[int, bytes]:
+    """The vectors of the `wanted` seqs that fall in one batch, by seq."""
+    width = len(vectors) // count
+    return {seq: vectors[(seq - first_seq) * width:(seq - first_seq + 1) * width]
+            for seq in wanted if first_seq <= seq < first_seq + count}

@@ -19,32 +19,40 @@ from uuid import UUID
 from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx, connect
 from genai_jobs.store.sqlite.rows import dump_json, from_epoch, load_json
 from genai_jobs.vectors.records import (
+    BuildOutcome,
     BuildSuperseded,
     Chunk,
+    CopiedRange,
     Dataset,
     DatasetNotFound,
     Document,
     DocumentInfo,
+    DocumentRecord,
+    Family,
     NewChunk,
     NewDataset,
     NewVectorDatabase,
+    NotBuilt,
     Page,
-    SkippedDocument,
     VectorDatabase,
     VectorDatabaseNotFound,
     VectorDatabaseQuery,
 )
-from genai_jobs.vectors.spooled import slices, whole
+from genai_jobs.vectors.spooled import sha256_of, slices, whole
 from genai_jobs.vectors.store import rows as mapping
 from genai_jobs.vectors.store.base import VectorStore
 
 # Vector batches read per trip to the reading thread.
 BATCHES_PER_READ = 64
+# Values bound in one IN (...) list (SQLite allows 32,766 parameters).
+KEYS_PER_QUERY = 500
+_INSERT_CHUNK = mapping.insert_chunk_sql("?")
+_INSERT_DOCUMENT = mapping.insert_document_sql("?")
 
 
 # Files are inserted by a SELECT that inserts nothing when told so (see create_dataset).
 _INSERT_FILE = ("INSERT INTO dataset_files (dataset_id, position, name, kind, size_bytes,"
-                " content, metadata) SELECT ?, ?, ?, ?, ?, ?, ? WHERE ?")
+                " content, metadata, digest) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE ?")
 # A large file is kept a slice per row in dataset_file_parts (migration 0008), its own
 # row's content left empty; files up to this size are one value.
 LARGE_FILE_BYTES = 1 << 20
@@ -53,10 +61,10 @@ _INSERT_PART = ("INSERT INTO dataset_file_parts (dataset_id, position, part, con
 
 
 def _write_large_file(conn: sqlite3.Connection, dataset_id: str, position: int,
-                      document: Document) -> None:
+                      document: Document, digest: str) -> None:
     conn.execute(_INSERT_FILE, (dataset_id, position, document.name, document.kind.value,
                                 len(document.content), b"", dump_json(dict(document.metadata)),
-                                True))
+                                digest, True))
     # From the upload's temporary file if it is still there (vectors/spooled.py).
     conn.executemany(_INSERT_PART, ((dataset_id, position, part, piece) for part, piece
                                     in enumerate(slices(document.content, LARGE_FILE_BYTES))))
@@ -69,6 +77,9 @@ class SQLiteVectorStore(VectorStore):
     # -- datasets ---------------------------------------------------------
     async def create_dataset(self, new: NewDataset) -> Dataset:
         dataset_id = str(new.id)
+        # Hashed before the write: the writer thread is everyone's.
+        digests = await asyncio.to_thread(
+            lambda: [sha256_of(document.content) for document in new.documents])
 
         def insert(tx: WriteTx) -> None:
             tx.conn.execute(
@@ -83,16 +94,17 @@ class SQLiteVectorStore(VectorStore):
                 _INSERT_FILE,
                 [(dataset_id, position, document.name, document.kind.value,
                   len(document.content), whole(document.content),
-                  dump_json(dict(document.metadata)),
+                  dump_json(dict(document.metadata)), digests[position],
                   True) for position, document in enumerate(new.documents)
                  if len(document.content) <= LARGE_FILE_BYTES])
             for position, document in enumerate(new.documents):
                 if len(document.content) > LARGE_FILE_BYTES:
-                    _write_large_file(tx.conn, dataset_id, position, document)
+                    _write_large_file(tx.conn, dataset_id, position, document,
+                                      digests[position])
             # SQLite keeps a copy of a prepared statement's last values until it is bound
             # again, and Python keeps the statement: bound to nothing, the statement lets
             # go of the last file (a 160 MB one stayed in memory until the next upload).
-            tx.conn.execute(_INSERT_FILE, (None,) * 7 + (False,))
+            tx.conn.execute(_INSERT_FILE, (None,) * 8 + (False,))
 
         await self._db.write(insert, bump=False)
         return await self.get_dataset(new.id, new.tenant)
@@ -134,7 +146,7 @@ class SQLiteVectorStore(VectorStore):
 
     async def documents(self, dataset_id: UUID) -> list[DocumentInfo]:
         await self.get_dataset(dataset_id, None)
-        rows = self._db.query("SELECT position, name, kind, size_bytes, metadata"
+        rows = self._db.query("SELECT position, name, kind, size_bytes, metadata, digest"
                               " FROM dataset_files WHERE dataset_id = ? ORDER BY position",
                               (str(dataset_id),))
         return [mapping.document_info(row, DECODE) for row in rows]
@@ -170,17 +182,20 @@ class SQLiteVectorStore(VectorStore):
                 " embedding_model, dimensions, chunk_size, chunk_overlap,"
                 " chunk_overlap_percentage, separators, chunking_method, url, use_case_id,"
                 " created_by, parent_id, family_id, version, dataset_ids, metadata_columns,"
-                " created_at, updated_at)"
+                " created_at, updated_at, update_mode)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
                 " (SELECT COALESCE(MAX(version), 0) + 1 FROM vector_databases"
-                " WHERE family_id = ?17), ?, ?, ?, ?) RETURNING *",
+                " WHERE family_id = ?17), ?, ?, ?, ?, ?) RETURNING *",
                 (vdb_id, new.tenant, new.name, str(new.dataset_id), new.dataset_name,
                  new.embedding_model, new.dimensions, new.chunk_size, new.chunk_overlap,
                  new.chunk_overlap_percentage, dump_json(list(new.separators)),
                  new.chunking_method, new.url, new.use_case_id, new.created_by,
                  _text(new.parent_id), str(new.family_id or new.id),
                  dump_json(dataset_ids), dump_json(list(new.metadata_columns)), tx.now,
-                 tx.now)).fetchone()
+                 tx.now, new.update_mode.value)).fetchone()
+            tx.conn.execute("INSERT INTO vector_families (family_id, tenant, updated_at)"
+                            " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                            (str(new.family_id or new.id), new.tenant, tx.now))
             return row
 
         row, _ = await self._db.write(insert, bump=False)
@@ -232,6 +247,16 @@ class SQLiteVectorStore(VectorStore):
 
         def delete(tx: WriteTx) -> None:
             tx.conn.execute("DELETE FROM vector_databases WHERE id = ?", (str(vdb_id),))
+            family_id = str(vdb.family_id)
+            # Searches of the family move to its newest other built version, if any.
+            tx.conn.execute(
+                "UPDATE vector_families SET updated_at = ?1, active_id = (SELECT id FROM"
+                " vector_databases WHERE family_id = ?2 AND built_at IS NOT NULL ORDER BY"
+                " version DESC LIMIT 1) WHERE family_id = ?2 AND active_id = ?3",
+                (tx.now, family_id, str(vdb_id)))
+            tx.conn.execute("DELETE FROM vector_families WHERE family_id = ?1 AND NOT EXISTS"
+                            " (SELECT 1 FROM vector_databases WHERE family_id = ?1)",
+                            (family_id,))
 
         await self._db.write(delete, bump=False)
         return vdb
@@ -257,43 +282,79 @@ class SQLiteVectorStore(VectorStore):
                          chunks: Sequence[NewChunk]) -> None:
         def insert(tx: WriteTx) -> None:
             _check_owner(tx, vdb_id, build_id)
-            tx.conn.executemany(
-                "INSERT INTO vector_chunks (vdb_id, seq, document, position, page, start_char,"
-                " end_char, text, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(str(vdb_id), first_seq + offset, chunk.document, chunk.position, chunk.page,
-                  chunk.start_char, chunk.end_char, chunk.text, dump_json(dict(chunk.metadata)))
-                 for offset, chunk in enumerate(chunks)])
+            tx.conn.executemany(_INSERT_CHUNK, mapping.chunk_values(str(vdb_id), first_seq,
+                                                                    chunks, dump_json))
 
         await self._db.write(insert, bump=False)
 
-    async def copy_chunks(self, vdb_id: UUID, build_id: UUID,
-                          parent_id: UUID) -> tuple[int, int]:
-        def copy(tx: WriteTx) -> tuple[int, int]:
+    async def copy_chunk_ranges(self, vdb_id: UUID, build_id: UUID, parent_id: UUID,
+                                ranges: Sequence[CopiedRange]) -> int:
+        def copy(tx: WriteTx) -> int:
             _check_owner(tx, vdb_id, build_id)
-            parent = tx.conn.execute("SELECT chunk_count, size_bytes FROM vector_databases"
-                                     " WHERE id = ? AND built_at IS NOT NULL",
-                                     (str(parent_id),)).fetchone()
-            if parent is None:
+            if tx.conn.execute("SELECT 1 FROM vector_databases WHERE id = ? AND built_at"
+                               " IS NOT NULL", (str(parent_id),)).fetchone() is None:
                 raise VectorDatabaseNotFound(parent_id)
-            tx.conn.execute(
-                "INSERT INTO vector_chunks (vdb_id, seq, document, position, page, start_char,"
-                " end_char, text, metadata) SELECT ?, seq, document, position, page,"
-                " start_char, end_char, text, metadata FROM vector_chunks WHERE vdb_id = ?",
-                (str(vdb_id), str(parent_id)))
-            tx.conn.execute(
-                "INSERT INTO vector_batches (vdb_id, first_seq, count, vectors)"
-                " SELECT ?, first_seq, count, vectors FROM vector_batches WHERE vdb_id = ?",
-                (str(vdb_id), str(parent_id)))
-            return int(parent[0]), int(parent[1])
+            copied = 0
+            for each in ranges:
+                params = (str(vdb_id), each.first_seq - each.parent_first, str(parent_id),
+                          each.parent_first, each.parent_first + each.count)
+                tx.conn.execute(
+                    "INSERT INTO vector_chunks (vdb_id, seq, document, position, page,"
+                    " start_char, end_char, text, metadata, content_key, kind)"
+                    " SELECT ?1, seq + ?2, document, position, page, start_char, end_char,"
+                    " text, metadata, content_key, kind FROM vector_chunks"
+                    " WHERE vdb_id = ?3 AND seq >= ?4 AND seq < ?5", params)
+                copied += int(tx.conn.execute(
+                    "SELECT COALESCE(SUM(length(CAST(text AS BLOB))), 0) FROM vector_chunks"
+                    " WHERE vdb_id = ?3 AND seq >= ?4 AND seq < ?5", params).fetchone()[0])
+            return copied
 
         copied, _ = await self._db.write(copy, bump=False)
         return copied
 
-    async def chunk_texts(self, vdb_id: UUID, first_seq: int, count: int) -> list[str]:
-        rows = self._db.query("SELECT text FROM vector_chunks WHERE vdb_id = ? AND seq >= ?"
-                              " AND seq < ? ORDER BY seq",
-                              (str(vdb_id), first_seq, first_seq + count))
-        return [row[0] for row in rows]
+    async def chunk_keys(self, vdb_id: UUID) -> list[tuple[int, str | None, str | None]]:
+        rows = await self._read(
+            "SELECT seq, content_key, CASE WHEN content_key IS NULL THEN text END"
+            " FROM vector_chunks WHERE vdb_id = ? ORDER BY seq", (str(vdb_id),))
+        return [(int(row[0]), row[1], row[2]) for row in rows]
+
+    async def family_chunks(self, family_id: UUID,
+                            keys: Sequence[str]) -> dict[str, tuple[UUID, int]]:
+        found: dict[str, tuple[UUID, int]] = {}
+        for first in range(0, len(keys), KEYS_PER_QUERY):
+            part = keys[first:first + KEYS_PER_QUERY]
+            rows = self._db.query(
+                "SELECT c.content_key, c.vdb_id, c.seq FROM vector_chunks AS c"
+                " JOIN vector_databases AS v ON v.id = c.vdb_id"
+                f" WHERE c.content_key IN ({', '.join('?' for _ in part)})"
+                " AND v.family_id = ? AND v.built_at IS NOT NULL",
+                [*part, str(family_id)])
+            for key, vdb_id, seq in rows:
+                found.setdefault(key, (UUID(vdb_id), int(seq)))
+        return found
+
+    async def vectors_at(self, vdb_id: UUID, seqs: Sequence[int]) -> dict[int, bytes]:
+        found: dict[int, bytes] = {}
+        for seq in sorted(set(seqs)):
+            if seq in found:
+                continue
+            row = self._db.query_one(
+                "SELECT first_seq, count, vectors FROM vector_batches WHERE vdb_id = ?"
+                " AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1", (str(vdb_id), seq))
+            if row is not None:
+                found.update(mapping.rows_of_batch(int(row[0]), int(row[1]),
+                                                   bytes(row[2]), seqs))
+        return found
+
+    async def chunk_texts_at(self, vdb_id: UUID, seqs: Sequence[int]) -> dict[int, str]:
+        texts: dict[int, str] = {}
+        for first in range(0, len(seqs), KEYS_PER_QUERY):
+            part = list(seqs[first:first + KEYS_PER_QUERY])
+            rows = self._db.query(
+                "SELECT seq, text FROM vector_chunks WHERE vdb_id = ?"
+                f" AND seq IN ({', '.join('?' for _ in part)})", [str(vdb_id), *part])
+            texts.update((int(seq), text) for seq, text in rows)
+        return texts
 
     async def add_vectors(self, vdb_id: UUID, build_id: UUID, first_seq: int, count: int,
                           vectors: bytes) -> None:
@@ -304,17 +365,26 @@ class SQLiteVectorStore(VectorStore):
 
         await self._db.write(insert, bump=False)
 
-    async def finish_build(self, vdb_id: UUID, build_id: UUID, chunk_count: int,
-                           size_bytes: int, skipped: Sequence[SkippedDocument]) -> None:
-        def finish(tx: WriteTx) -> None:
+    async def finish_build(self, vdb_id: UUID, build_id: UUID, outcome: BuildOutcome) -> bool:
+        def finish(tx: WriteTx) -> bool:
             _check_owner(tx, vdb_id, build_id)
-            tx.conn.execute(
+            row = tx.conn.execute(
                 "UPDATE vector_databases SET chunk_count = ?, built_at = ?, updated_at = ?,"
-                " size_bytes = ?, skipped_documents = ? WHERE id = ?",
-                (chunk_count, tx.now, tx.now, size_bytes,
-                 dump_json(mapping.skipped_documents_json(skipped)), str(vdb_id)))
+                " size_bytes = ?, skipped_documents = ?, changes = ? WHERE id = ?"
+                " RETURNING family_id",
+                (outcome.chunk_count, tx.now, tx.now, outcome.size_bytes,
+                 dump_json(mapping.skipped_documents_json(outcome.skipped)),
+                 dump_json(dict(outcome.changes)), str(vdb_id))).fetchone()
+            tx.conn.executemany(_INSERT_DOCUMENT,
+                                mapping.document_values(str(vdb_id), outcome.records))
+            moved = tx.conn.execute(
+                "UPDATE vector_families SET active_id = ?, updated_at = ? WHERE family_id = ?"
+                " AND (active_id IS NULL OR active_id = ? OR active_id = ?)",
+                (str(vdb_id), tx.now, row[0], _text(outcome.parent_id), str(vdb_id)))
+            return moved.rowcount > 0
 
-        await self._db.write(finish, bump=False)
+        moved, _ = await self._db.write(finish, bump=False)
+        return moved
 
     async def discard_build(self, vdb_id: UUID, build_id: UUID) -> None:
         def discard(tx: WriteTx) -> None:
@@ -324,6 +394,47 @@ class SQLiteVectorStore(VectorStore):
                 _clear(tx, vdb_id)
 
         await self._db.write(discard, bump=False)
+
+    async def document_records(self, vdb_id: UUID) -> list[DocumentRecord]:
+        rows = self._db.query("SELECT * FROM vector_documents WHERE vdb_id = ?"
+                              " ORDER BY ordinal", (str(vdb_id),))
+        if rows:
+            return [mapping.document_record(row) for row in rows]
+        return mapping.legacy_records(self._db.query(
+            "SELECT document, MIN(seq) AS first_seq, COUNT(*) AS chunk_count"
+            " FROM vector_chunks WHERE vdb_id = ? GROUP BY document ORDER BY 2",
+            (str(vdb_id),)))
+
+    # -- families -----------------------------------------------------------
+    async def get_family(self, family_id: UUID, tenant: str | None) -> Family:
+        row = self._db.query_one("SELECT * FROM vector_families WHERE family_id = ?",
+                                 (str(family_id),))
+        if row is None or (tenant is not None and row["tenant"] != tenant):
+            raise VectorDatabaseNotFound(family_id)
+        return mapping.family(row, DECODE)
+
+    async def family_versions(self, family_id: UUID) -> list[VectorDatabase]:
+        rows = self._db.query("SELECT * FROM vector_databases WHERE family_id = ?"
+                              " ORDER BY version", (str(family_id),))
+        return [mapping.vector_database(row, DECODE) for row in rows]
+
+    async def set_active_version(self, family_id: UUID, vdb_id: UUID) -> Family:
+        def point(tx: WriteTx) -> sqlite3.Row:
+            version = tx.conn.execute("SELECT built_at FROM vector_databases WHERE id = ?"
+                                      " AND family_id = ?",
+                                      (str(vdb_id), str(family_id))).fetchone()
+            if version is None:
+                raise VectorDatabaseNotFound(vdb_id)
+            if version[0] is None:
+                raise NotBuilt(f"vector database {vdb_id} is not built: only a COMPLETED "
+                               "version can answer its family's searches")
+            row: sqlite3.Row = tx.conn.execute(
+                "UPDATE vector_families SET active_id = ?, updated_at = ? WHERE family_id = ?"
+                " RETURNING *", (str(vdb_id), tx.now, str(family_id))).fetchone()
+            return row
+
+        row, _ = await self._db.write(point, bump=False)
+        return mapping.family(row, DECODE)
 
     # -- search -------------------------------------------------------------
     async def vector_batches(self, vdb_id: UUID) -> AsyncIterator[tuple[int, int, bytes]]:
@@ -379,8 +490,9 @@ def _check_owner(tx: WriteTx, vdb_id: UUID, build_id: UUID) -> None:
 def _clear(tx: WriteTx, vdb_id: UUID) -> None:
     tx.conn.execute("DELETE FROM vector_chunks WHERE vdb_id = ?", (str(vdb_id),))
     tx.conn.execute("DELETE FROM vector_batches WHERE vdb_id = ?", (str(vdb_id),))
+    tx.conn.execute("DELETE FROM vector_documents WHERE vdb_id = ?", (str(vdb_id),))
     tx.conn.execute("UPDATE vector_databases SET chunk_count = 0, built_at = NULL,"
-                    " skipped_documents = '[]' WHERE id = ?", (str(vdb_id),))
+                    " skipped_documents = '[]', changes = '{}' WHERE id = ?", (str(vdb_id),))
 
 
 def _text(value: UUID | None) -> str | None:

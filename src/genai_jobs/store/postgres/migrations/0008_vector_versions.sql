@@ -1,0 +1,48 @@
+-- Incremental versions of vector databases (vectors/build.py, vectors/plan.py).
+--
+-- A dataset file's sha256, taken at upload, tells an update which documents
+-- changed without reading them again (NULL for files uploaded before: an update
+-- reads and hashes those).
+ALTER TABLE dataset_files ADD COLUMN digest text;
+
+-- A chunk's content key (sha256 of its text, the model and the chunking) finds a
+-- vector already made in the family; its document's type is a search filter.
+ALTER TABLE vector_chunks ADD COLUMN content_key text;
+ALTER TABLE vector_chunks ADD COLUMN kind text;
+CREATE INDEX vector_chunks_content ON vector_chunks (content_key)
+    WHERE content_key IS NOT NULL;
+
+-- What a version holds, document by document, in order: the record an update
+-- compares the new dataset with, and verify checks the index against. A document
+-- without text is here with no chunks.
+CREATE TABLE vector_documents (
+    vdb_id       uuid NOT NULL REFERENCES vector_databases (id) ON DELETE CASCADE,
+    ordinal      integer NOT NULL,
+    name         text NOT NULL,
+    kind         text NOT NULL,
+    digest       text NOT NULL,
+    first_seq    integer NOT NULL,
+    chunk_count  integer NOT NULL,
+    PRIMARY KEY (vdb_id, ordinal)
+);
+
+-- How a version was made from its parent ('add' or 'replace') and what changed.
+ALTER TABLE vector_databases ADD COLUMN update_mode text NOT NULL DEFAULT 'add';
+ALTER TABLE vector_databases ADD COLUMN changes jsonb NOT NULL DEFAULT '{}';
+
+-- The version a family's searches use: moved by a completed build (from its
+-- parent only) or by hand (a rollback). A family's highest built version answers
+-- for the families made before.
+CREATE TABLE vector_families (
+    family_id    uuid PRIMARY KEY,
+    tenant       text NOT NULL,
+    active_id    uuid,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO vector_families (family_id, tenant, active_id, updated_at)
+    SELECT family_id, MIN(tenant),
+           (SELECT built.id FROM vector_databases AS built
+             WHERE built.family_id = versions.family_id AND built.built_at IS NOT NULL
+             ORDER BY built.version DESC LIMIT 1),
+           MAX(updated_at)
+      FROM vector_databases AS versions GROUP BY family_id;
