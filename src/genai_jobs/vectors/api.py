@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from genai_jobs.api.deps import Services
 from genai_jobs.api.urls import API_PREFIX
-from genai_jobs.vectors import dataset_routes, vdb_routes
+from genai_jobs.vectors import dataset_routes, vdb_routes, version_routes
 from genai_jobs.vectors.deps import EmbeddingsUnavailable, VectorServices
 from genai_jobs.vectors.records import (
     BadFile,
@@ -68,6 +68,7 @@ def install(app: FastAPI, services: Services) -> None:
     app.add_exception_handler(VectorsError, _vectors_error)
     app.include_router(dataset_routes.router, prefix=dataset_routes.PREFIX)
     app.include_router(vdb_routes.router, prefix=API_PREFIX)
+    app.include_router(version_routes.router, prefix=API_PREFIX)
 
 
 __all__ = ["body_limits", "install"]

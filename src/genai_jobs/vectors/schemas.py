@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from genai_jobs.api.schemas import CamelModel
 from genai_jobs.domain import Job, JobState
-from genai_jobs.vectors.records import Dataset, Hit, Metadata, VectorDatabase
+from genai_jobs.vectors.records import Dataset, Hit, Metadata, UpdateMode, VectorDatabase
 
 MAX_NAME_CHARS = 200
 MAX_USE_CASE_CHARS = 200
@@ -226,6 +226,15 @@ class VectorDatabaseResponse(CamelModel):
         description="Extension: the documents of its datasets left out of the index because "
                     "they have no text (a scanned PDF), and why; its parent's first. Known "
                     "once the build has finished: [] until then.")
+    update_mode: UpdateMode = Field(description="Extension: how this version was made from "
+                                    "its parent: `add` (the dataset's documents added, one of "
+                                    "the same name replaced) or `replace` (the dataset's "
+                                    "documents and no others).")
+    changes: dict[str, Any] = Field(description="Extension: what the build changed from its "
+                                    "parent, `documents` and `chunks` each counted as added, "
+                                    "updated, skipped (unchanged) and deleted, and of the "
+                                    "chunks how many were `embedded` and `reused`; {} until "
+                                    "COMPLETED.")
 
     @classmethod
     def from_records(cls, vdb: VectorDatabase, job: Job | None) -> VectorDatabaseResponse:
@@ -246,7 +255,9 @@ class VectorDatabaseResponse(CamelModel):
             build_status_id=vdb.build_job_id, dimensions=vdb.dimensions,
             skipped_documents=[SkippedDocumentResponse(name=document.name,
                                                        reason=document.reason)
-                               for document in vdb.skipped_documents])
+                               for document in vdb.skipped_documents],
+            update_mode=vdb.update_mode,
+            changes=dict(vdb.changes) if status is ExecutionStatus.COMPLETED else {})
 
 
 def execution_status(vdb: VectorDatabase, job: Job | None) -> tuple[ExecutionStatus, str]:
@@ -282,6 +293,10 @@ class CountResponse(CamelModel):
 class SearchRequest(_Request):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     k: StrictInt = Field(default=5, ge=1, le=MAX_K)
+    use_active_version: StrictBool = Field(
+        default=False, description="Search the active version of this vector database's "
+        "family (the one its completed updates and rollbacks point at) instead of this "
+        "version.")
 
 
 class SearchHitResponse(CamelModel):
@@ -303,6 +318,39 @@ class SearchHitResponse(CamelModel):
 
 
 class SearchResponse(CamelModel):
-    vector_database_id: UUID
+    vector_database_id: UUID = Field(description="The version that answered.")
+    version: int
     count: int
     data: list[SearchHitResponse]
+
+
+class VersionCreateRequest(_Request):
+    """Extension: a new version of a vector database's family from a dataset."""
+
+    dataset_id: UUID
+    mode: UpdateMode = Field(description="`add`: the dataset's documents are added to the "
+                             "parent's, a document of the same name replacing the parent's; "
+                             "`replace`: the version holds the dataset's documents and no "
+                             "others (the parent's others are deleted from it).")
+    parent_vector_database_id: UUID | None = Field(
+        default=None, description="The version to start from (default: the family's active "
+        "version).")
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS,
+                             description="Default: the parent's name.")
+    expires_in: StrictFloat | None = Field(default=None, gt=0, description="Seconds the build "
+                                           "may take before it is stopped and its job EXPIRED.")
+    max_attempts: StrictInt | None = Field(default=None, ge=1)
+
+
+class ActiveVersionRequest(_Request):
+    vector_database_id: UUID = Field(description="A COMPLETED version of the family.")
+
+
+class VersionsResponse(CamelModel):
+    """Extension: a family's versions, oldest first, and the one its searches use."""
+
+    family_id: UUID
+    active_version_id: UUID | None = Field(description="The version that answers searches of "
+                                           "the family (None until one is COMPLETED).")
+    count: int
+    data: list[VectorDatabaseResponse]

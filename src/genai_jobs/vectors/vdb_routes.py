@@ -47,6 +47,7 @@ from genai_jobs.vectors.records import (
     NotBuilt,
     Page,
     SortKey,
+    UpdateMode,
     VectorDatabase,
     VectorDatabaseQuery,
 )
@@ -112,14 +113,31 @@ async def create_vector_database(body: VectorDatabaseCreateRequest, request: Req
                                  caller: CallerDep,
                                  vectors: VectorsDep) -> VectorDatabaseResponse:
     dataset = await vectors.vectors.get_dataset(body.dataset_id, caller.tenant_scope)
-    parent = await _parent(body, caller, vectors)
+    parent = (None if body.parent_vector_database_id is None else
+              await built_parent(body.parent_vector_database_id, caller, vectors))
     base = base_url(request, services.settings.behind_proxy)
     new = _new_vector_database(body, caller, dataset, parent, base)
     if parent is not None:
-        new = _as_version(new, parent, dataset)
+        new = as_version(new, parent, dataset, UpdateMode.ADD)
+    return await store_and_build(new, Build(body.expires_in, body.max_attempts), caller,
+                                 services, vectors, base, response)
+
+
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """The build job's limits, as a request asked for them (None: the defaults)."""
+
+    expires_in: float | None
+    max_attempts: int | None
+
+
+async def store_and_build(new: NewVectorDatabase, build: Build, caller: Caller,
+                          services: Services, vectors: VectorServices, base: str,
+                          response: Response) -> VectorDatabaseResponse:
+    """Store the new vector database (or version) and submit the job that builds it."""
     vdb = await vectors.vectors.create_vector_database(new)
     try:
-        job = (await services.store.submit(_build_job(body, caller, vdb, services))).job
+        job = (await services.store.submit(_build_job(build, caller, vdb, services))).job
     except BaseException:
         await vectors.vectors.delete_vector_database(vdb.id, None)  # nothing half-stored
         raise
@@ -129,12 +147,9 @@ async def create_vector_database(body: VectorDatabaseCreateRequest, request: Req
     return VectorDatabaseResponse.from_records(vdb, job)
 
 
-async def _parent(body: VectorDatabaseCreateRequest, caller: Caller,
-                  vectors: VectorServices) -> VectorDatabase | None:
-    if body.parent_vector_database_id is None:
-        return None
-    parent = await vectors.vectors.get_vector_database(body.parent_vector_database_id,
-                                                       caller.tenant_scope)
+async def built_parent(parent_id: UUID, caller: Caller,
+                       vectors: VectorServices) -> VectorDatabase:
+    parent = await vectors.vectors.get_vector_database(parent_id, caller.tenant_scope)
     status, _ = execution_status(parent, await vectors.build_job_of(parent))
     if status is not ExecutionStatus.COMPLETED:
         raise NotBuilt(f"vector database {parent.id} is {status.value}; a new version can "
@@ -201,31 +216,38 @@ def _check_same_as_parent(body: VectorDatabaseCreateRequest, parent: VectorDatab
                            "parent's chunks are reused, not made again")
 
 
-def _as_version(new: NewVectorDatabase, parent: VectorDatabase,
-                dataset: Dataset) -> NewVectorDatabase:
+def as_version(new: NewVectorDatabase, parent: VectorDatabase, dataset: Dataset,
+               mode: UpdateMode) -> NewVectorDatabase:
+    """`new` as the next version of `parent`'s family, made from it and `dataset`."""
+    if mode is UpdateMode.REPLACE:
+        return dataclasses.replace(new, parent_id=parent.id, family_id=parent.family_id,
+                                   dataset_ids=(dataset.id,), update_mode=mode)
     columns = [*parent.metadata_columns,
                *(name for name in new.metadata_columns if name not in parent.metadata_columns)]
+    dataset_ids = (*(each for each in parent.dataset_ids if each != dataset.id), dataset.id)
     return dataclasses.replace(new, parent_id=parent.id, family_id=parent.family_id,
-                               dataset_ids=(*parent.dataset_ids, dataset.id),
-                               metadata_columns=tuple(columns))
+                               dataset_ids=dataset_ids, metadata_columns=tuple(columns),
+                               update_mode=mode)
 
 
-def _build_job(body: VectorDatabaseCreateRequest, caller: Caller, vdb: VectorDatabase,
-               services: Services) -> NewJob:
+def _build_job(build: Build, caller: Caller, vdb: VectorDatabase, services: Services) -> NewJob:
     settings = services.settings
     most = settings.max_expires_in_seconds
-    if body.expires_in is not None and body.expires_in > most:
+    if build.expires_in is not None and build.expires_in > most:
         raise rejected(["body", "expiresIn"], "less_than_equal",
                        f"Input should be less than or equal to {most:g}")
-    if body.max_attempts is not None and body.max_attempts > settings.max_max_attempts:
+    if build.max_attempts is not None and build.max_attempts > settings.max_max_attempts:
         raise rejected(["body", "maxAttempts"], "less_than_equal",
                        f"Input should be less than or equal to {settings.max_max_attempts}")
-    expires_in = body.expires_in or settings.default_expires_in_seconds
+    expires_in = build.expires_in or settings.default_expires_in_seconds
+    what = (f"update vector database {vdb.name!r} to version {vdb.version} "
+            f"({vdb.update_mode.value})" if vdb.parent_id else f"build vector database "
+            f"{vdb.name!r}")
     return NewJob(tenant=caller.token.tenant, job_type=JOB_TYPE,
                   payload={"vectorDatabaseId": str(vdb.id)},
-                  description=f"build vector database {vdb.name!r}"[:1000],
+                  description=what[:1000],
                   expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
-                  max_attempts=body.max_attempts or settings.default_max_attempts, priority=0)
+                  max_attempts=build.max_attempts or settings.default_max_attempts, priority=0)
 
 
 # -- read, list, rename, delete -----------------------------------------------------
@@ -333,13 +355,25 @@ async def _built(vectors: VectorServices, vdb_id: UUID, caller: Caller) -> Vecto
              responses=errors(404, 409, 413, 501))
 async def search(vectorDatabaseId: UUID, body: SearchRequest, caller: CallerDep,
                  vectors: VectorsDep) -> SearchResponse:
-    vdb = await _built(vectors, vectorDatabaseId, caller)
+    vdb_id = vectorDatabaseId
+    if body.use_active_version:
+        vdb_id = await active_version(vdb_id, caller, vectors)
+    vdb = await _built(vectors, vdb_id, caller)
     reason = unavailable_reason(model_spec(vdb.embedding_model))
     if reason is not None:
         raise EmbeddingsUnavailable(f"search {reason}")
     hits = await vectors.searcher.search(vdb, body.query, body.k)
-    return SearchResponse(vector_database_id=vdb.id, count=len(hits),
+    return SearchResponse(vector_database_id=vdb.id, version=vdb.version, count=len(hits),
                           data=[SearchHitResponse.from_hit(hit) for hit in hits])
+
+
+async def active_version(vdb_id: UUID, caller: Caller, vectors: VectorServices) -> UUID:
+    """The version that answers searches of `vdb_id`'s family."""
+    vdb = await vectors.vectors.get_vector_database(vdb_id, caller.tenant_scope)
+    family = await vectors.vectors.get_family(vdb.family_id, caller.tenant_scope)
+    if family.active_id is None:
+        raise NotBuilt(f"no version of vector database {vdb.family_id} is COMPLETED yet")
+    return family.active_id
 
 
 @router.get(PATH + "/{vectorDatabaseId}/textAndEmbeddings/", response_class=StreamingResponse,

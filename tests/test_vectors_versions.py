@@ -1,0 +1,271 @@
+"""Versions of a vector database made from changed datasets, through a real server on
+SQLite and on PostgreSQL with the real model: what each update reports is what changed,
+unchanged content is never embedded again, an update answers searches exactly as a
+build from scratch would, and the family's searches move only to a COMPLETED version
+(or by hand: a rollback)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.pg_support import scratch_store
+from tests.support import Server, running_server
+from tests.vectors_support import (
+    API,
+    create_dataset,
+    create_vdb,
+    filler_text,
+    follow_build,
+    wait_for_progress,
+)
+
+pytestmark = pytest.mark.slow
+
+DOCS = {
+    "alpha.txt": "The lighthouse keeper climbs the spiral stairs at dusk and lights the great "
+                 "lamp, which turns all night so that ships can find the harbour entrance.",
+    "beta.txt": "Tides rise and fall twice a day because the Moon pulls on the oceans; the "
+                "highest spring tides come when the Sun and the Moon are in line.",
+    "gamma.md": "# Sourdough\n\nFeed the starter the evening before, fold the dough every half "
+                "hour, and bake the loaf in a covered pot at 230 degrees Celsius.",
+    "delta.txt": "Jupiter is the largest planet in the solar system, a gas giant more than "
+                 "eleven times as wide as the Earth, with a storm older than telescopes.",
+    "epsilon.txt": "The emperor penguin breeds during the harsh Antarctic winter, and the male "
+                   "keeps the egg warm on his feet for about two months.",
+}
+NEW_DOC = ("zeta.txt", "Volcanoes erupt when magma rises through cracks in the crust; Iceland "
+                       "sits on a ridge where two plates pull apart.")
+# beta.txt with a sentence added at its end: its first chunks are the same content.
+BETA_CHANGED = DOCS["beta.txt"] + (" Sailors print tide tables every spring and keep them "
+                                   "beside the charts of the bay.")
+QUESTIONS = ["Who lights the lamp at night?", "Why are there tides?", "How hot is the oven?",
+             "Where do penguins keep their eggs?", "What makes a volcano erupt?",
+             "Which planet is the biggest?"]
+CHUNK_SIZE = 16
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def api(request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    kind = str(request.param)
+    with scratch_store(kind) as url, running_server(
+            tmp_path_factory.mktemp(f"versions-{kind}"), "--workers", "1", database_url=url,
+            env={"GENAI_JOBS_VECTOR_BUILD_BATCH_SIZE": "8"}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(api: Server) -> Iterator[httpx.Client]:
+    with api.client(api.make_token("versions"), timeout=120) as http:
+        yield http
+
+
+def files(docs: dict[str, str]) -> list[tuple[str, bytes]]:
+    return [(name, text.encode()) for name, text in docs.items()]
+
+
+def finished(client: httpx.Client, vdb: dict[str, Any], state: str = "COMPLETED") -> dict[str, Any]:
+    final = follow_build(client, vdb["buildStatusId"], timeout=180)[-1]
+    assert final["status"] == state, final
+    body = dict(client.get(f"{API}/vectorDatabases/{vdb['id']}/").json())
+    body["result"] = final["result"]
+    return body
+
+
+def built(client: httpx.Client, docs: dict[str, str]) -> dict[str, Any]:
+    dataset_id = create_dataset(client, files(docs))
+    return finished(client, create_vdb(client, dataset_id, CHUNK_SIZE))
+
+
+def update(client: httpx.Client, vdb_id: str, docs: dict[str, str], mode: str,
+           **fields: Any) -> dict[str, Any]:
+    """POST a new version made from `docs` and answer its (not yet built) record."""
+    dataset_id = create_dataset(client, files(docs))
+    response = client.post(f"{API}/vectorDatabases/{vdb_id}/versions/",
+                           json={"datasetId": dataset_id, "mode": mode, **fields})
+    assert response.status_code == 202, response.text
+    assert response.headers["Location"].endswith(f"/status/{response.json()['buildStatusId']}/")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def hits(client: httpx.Client, vdb_id: str, active: bool = False) -> list[list[Any]]:
+    """Every question's hits as (document, chunk, text, score)."""
+    found = []
+    for question in QUESTIONS:
+        response = client.post(f"{API}/vectorDatabases/{vdb_id}/search/",
+                               json={"query": question, "k": 4, "useActiveVersion": active})
+        assert response.status_code == 200, response.text
+        found.append([(hit["documentName"], hit["chunkIndex"], hit["text"], hit["score"])
+                      for hit in response.json()["data"]])
+    return found
+
+
+_CHUNKS: dict[str, int] = {}
+
+
+def chunks_of(client: httpx.Client, name: str, text: str) -> int:
+    """How many chunks the document makes, from a build of it alone (the truth an
+    update's counts are checked against)."""
+    if text not in _CHUNKS:
+        _CHUNKS[text] = built(client, {name: text})["chunksCount"]
+    return _CHUNKS[text]
+
+
+def same_hits(got: list[list[Any]], expected: list[list[Any]]) -> None:
+    """The same chunks in the same order; scores equal to float32 precision (an update
+    copies vectors that a build from scratch computes in other batches)."""
+    assert [[hit[:3] for hit in each] for each in got] == \
+           [[hit[:3] for hit in each] for each in expected]
+    for mine, theirs in zip(got, expected, strict=True):
+        for hit, other in zip(mine, theirs, strict=True):
+            assert hit[3] == pytest.approx(other[3], abs=1e-5)
+
+
+def test_a_replace_update_reports_true_counts_and_searches_as_a_fresh_build(
+        client: httpx.Client) -> None:
+    first = built(client, DOCS)
+    changed = {**DOCS, "beta.txt": BETA_CHANGED, NEW_DOC[0]: NEW_DOC[1]}
+    del changed["delta.txt"]
+    version = finished(client, update(client, first["id"], changed, "replace"))
+    assert (version["version"], version["parentId"], version["familyId"]) == \
+           (2, first["id"], first["id"])
+    assert version["updateMode"] == "replace"
+    changes = version["changes"]
+    assert changes == version["result"]["changes"]
+    assert changes["documents"] == {"added": 1, "updated": 1, "skipped": 3, "deleted": 1}
+    unchanged = sum(chunks_of(client, name, DOCS[name])
+                    for name in ("alpha.txt", "gamma.md", "epsilon.txt"))
+    chunks = changes["chunks"]
+    assert chunks["added"] == chunks_of(client, *NEW_DOC)
+    assert chunks["updated"] == chunks_of(client, "beta.txt", BETA_CHANGED)
+    assert chunks["skipped"] == unchanged
+    assert chunks["deleted"] == (chunks_of(client, "delta.txt", DOCS["delta.txt"])
+                                 + chunks_of(client, "beta.txt", DOCS["beta.txt"]))
+    assert version["chunksCount"] == chunks["added"] + chunks["updated"] + chunks["skipped"]
+    # beta.txt's first chunks were embedded for version 1: only its new ones, and the
+    # new document's, went to the model.
+    assert chunks["embedded"] + chunks["reused"] == chunks["added"] + chunks["updated"]
+    assert chunks["reused"] >= 1
+    assert chunks["embedded"] >= chunks["added"] + 1
+    assert version["result"]["embeddedChunks"] == chunks["embedded"]
+    # Searched, the update is a build from scratch of the same documents.
+    fresh = built(client, changed)
+    assert fresh["chunksCount"] == version["chunksCount"]
+    same_hits(hits(client, version["id"]), hits(client, fresh["id"]))
+
+
+def test_unchanged_content_is_never_embedded_again_anywhere_in_the_family(
+        client: httpx.Client) -> None:
+    first = built(client, DOCS)
+    before = hits(client, first["id"])
+    again = finished(client, update(client, first["id"], DOCS, "replace"))
+    assert again["changes"]["documents"] == {"added": 0, "updated": 0, "skipped": 5,
+                                             "deleted": 0}
+    assert again["changes"]["chunks"]["embedded"] == 0
+    assert again["changes"]["chunks"]["skipped"] == first["chunksCount"] == again["chunksCount"]
+    assert hits(client, again["id"]) == before  # the very same vectors
+    # Version 3 drops two documents; version 4 brings them back from its parent, which
+    # lacks them: their chunks are found in version 1 and 2 and not embedded either.
+    fewer = {name: text for name, text in DOCS.items() if name not in ("beta.txt", "delta.txt")}
+    third = finished(client, update(client, first["id"], fewer, "replace"))
+    assert third["changes"]["documents"]["deleted"] == 2
+    fourth = finished(client, update(client, first["id"], DOCS, "replace"))
+    assert fourth["parentId"] == third["id"]
+    assert fourth["changes"]["documents"] == {"added": 2, "updated": 0, "skipped": 3,
+                                              "deleted": 0}
+    assert fourth["changes"]["chunks"]["embedded"] == 0
+    assert fourth["changes"]["chunks"]["reused"] == fourth["changes"]["chunks"]["added"] > 0
+    assert sorted(map(sorted, hits(client, fourth["id"]))) == sorted(map(sorted, before))
+
+
+def test_an_add_update_replaces_a_document_of_the_same_name_and_deletes_nothing(
+        client: httpx.Client) -> None:
+    first = built(client, DOCS)
+    version = finished(client, update(client, first["id"], {"beta.txt": BETA_CHANGED,
+                                                            NEW_DOC[0]: NEW_DOC[1]}, "add"))
+    assert version["changes"]["documents"] == {"added": 1, "updated": 1, "skipped": 4,
+                                               "deleted": 0}
+    assert version["addedDatasetIds"][0] == first["datasetId"]
+    assert len(version["addedDatasetIds"]) == 2
+    expected = {**DOCS, "beta.txt": BETA_CHANGED, NEW_DOC[0]: NEW_DOC[1]}
+    same_hits(hits(client, version["id"]), hits(client, built(client, expected)["id"]))
+
+
+def test_the_family_searches_its_active_version_which_moves_on_completion_and_by_hand(
+        client: httpx.Client) -> None:
+    first = built(client, DOCS)
+    v1_hits = hits(client, first["id"])
+    assert hits(client, first["id"], active=True) == v1_hits
+    # A long update: while it builds, and once it is aborted, version 1 answers as before.
+    slow = update(client, first["id"], {"long.txt": filler_text(3000)}, "add")
+    wait_for_progress(client, slow["buildStatusId"], "embedded", timeout=120)
+    assert hits(client, first["id"], active=True) == v1_hits
+    assert client.delete(f"{API}/status/{slow['buildStatusId']}/").status_code == 202
+    aborted = follow_build(client, slow["buildStatusId"])[-1]
+    assert aborted["status"] == "ABORTED"
+    assert hits(client, first["id"], active=True) == v1_hits
+    versions = client.get(f"{API}/vectorDatabases/{first['id']}/versions/").json()
+    assert versions["activeVersionId"] == first["id"]
+    assert [item["executionStatus"] for item in versions["data"]] == ["COMPLETED", "ERROR"]
+    # A completed update takes over the family's searches...
+    second = finished(client, update(client, first["id"], {NEW_DOC[0]: NEW_DOC[1]}, "add"))
+    assert second["result"]["active"] is True
+    assert second["parentId"] == first["id"]
+    v2_hits = hits(client, second["id"])
+    assert v2_hits != v1_hits
+    assert hits(client, first["id"], active=True) == v2_hits
+    # ...and a rollback is a pointer: no build, at once.
+    started = time.monotonic()
+    response = client.put(f"{API}/vectorDatabases/{second['id']}/activeVersion/",
+                          json={"vectorDatabaseId": first["id"]})
+    assert response.status_code == 200, response.text
+    assert time.monotonic() - started < 5
+    assert response.json()["activeVersionId"] == first["id"]
+    assert hits(client, second["id"], active=True) == v1_hits
+    # An update starts from the active version; a build whose parent is no longer active
+    # completes without taking the family's searches.
+    third = finished(client, update(client, first["id"], DOCS, "replace"))
+    assert third["parentId"] == first["id"]
+    assert third["result"]["active"] is True
+    fourth = finished(client, update(client, first["id"], DOCS, "replace",
+                                     parentVectorDatabaseId=second["id"]))
+    assert fourth["result"]["active"] is False
+    assert client.get(f"{API}/vectorDatabases/{first['id']}/versions/").json()[
+        "activeVersionId"] == third["id"]
+
+
+def test_pointing_the_family_at_a_version_it_cannot_use_is_refused(
+        client: httpx.Client) -> None:
+    first = built(client, DOCS)
+    other = built(client, {NEW_DOC[0]: NEW_DOC[1]})
+    response = client.put(f"{API}/vectorDatabases/{first['id']}/activeVersion/",
+                          json={"vectorDatabaseId": other["id"]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "vectorDatabaseId"]
+    slow = update(client, first["id"], {"long.txt": filler_text(3000)}, "add")
+    response = client.put(f"{API}/vectorDatabases/{first['id']}/activeVersion/",
+                          json={"vectorDatabaseId": slow["id"]})
+    assert response.status_code == 409, response.text
+    assert client.delete(f"{API}/status/{slow['buildStatusId']}/").status_code == 202
+    follow_build(client, slow["buildStatusId"])
+    response = client.post(f"{API}/vectorDatabases/{first['id']}/versions/",
+                           json={"datasetId": first["datasetId"], "mode": "sync"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "mode"]
+
+
+def test_deleting_the_active_version_moves_the_family_to_its_newest_other(
+        client: httpx.Client) -> None:
+    first = built(client, DOCS)
+    second = finished(client, update(client, first["id"], {NEW_DOC[0]: NEW_DOC[1]}, "add"))
+    v1_hits = hits(client, first["id"])
+    assert client.delete(f"{API}/vectorDatabases/{second['id']}/").status_code == 204
+    versions = client.get(f"{API}/vectorDatabases/{first['id']}/versions/").json()
+    assert versions["activeVersionId"] == first["id"]
+    assert hits(client, first["id"], active=True) == v1_hits
