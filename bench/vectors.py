@@ -291,7 +291,7 @@ def http_search(rows: int = SEARCH_ROWS, count: int = HTTP_QUERIES) -> dict[str,
 
 async def _write_synthetic(database_url: str, tenant: str, rows: int) -> str:
     from genai_jobs.store import create_store
-    from genai_jobs.vectors.records import Document, DocumentKind, NewChunk
+    from genai_jobs.vectors.records import BuildOutcome, Document, DocumentKind, NewChunk
     from genai_jobs.vectors.store import vector_store_for
 
     store = create_store(database_url)
@@ -312,7 +312,8 @@ async def _write_synthetic(database_url: str, tenant: str, rows: int) -> str:
                 for seq in range(first, last)])
             await vectors.add_vectors(vdb_id, build_id, first, last - first,
                                       matrix[first:last].tobytes())
-        await vectors.finish_build(vdb_id, build_id, rows, rows * DIM * 4, ())
+        await vectors.finish_build(vdb_id, build_id, BuildOutcome(rows, rows * DIM * 4, [], [],
+                                                                  {}, None))
         return str(vdb_id)
     finally:
         await store.close()
@@ -364,9 +365,12 @@ async def _stub_build(chunks: int) -> dict[str, Any]:
         try:
             await store.migrate()
             vectors = vector_store_for(store)
-            # 8-word chunks without overlap: 400 sentences of 4 words + "number N." per file.
+            # 8-word chunks without overlap: 2,000 sentences of 4 words + "number K.N." per
+            # file, numbered by file too: no two chunks alike (a chunk seen before would
+            # take the vector already made, not a new one).
             files = [Document(f"part{n}.txt", DocumentKind.TEXT,
-                              filler_text(2000).encode()) for n in range(chunks // 1500 + 1)]
+                              filler_text(2000).replace("number ", f"number {n}.").encode())
+                     for n in range(chunks // 1500 + 1)]
             dataset = await vectors.create_dataset(_new_dataset("bench", "memory", files))
             vdb_id = uuid.uuid4()
             await vectors.create_vector_database(_new_vdb(vdb_id, "bench", dataset.id, 8))

@@ -152,7 +152,9 @@ def test_stored_vectors_equal_sentence_transformers_encoding(
                           " vector_batches WHERE vdb_id = ? ORDER BY first_seq", (vdb_id,))
     stored = np.vstack([np.frombuffer(blob, dtype="<f4").reshape(count, 384)
                         for _, count, blob in batches])
-    assert [first for first, _, _ in batches] == list(range(0, len(texts), 8))
+    # Batches follow each other with neither gap nor overlap.
+    assert [first for first, _, _ in batches] == [
+        sum(count for _, count, _ in batches[:at]) for at in range(len(batches))]
     expected = model.encode(texts, normalize_embeddings=True)
     cosines = np.sum(stored * expected, axis=1) / (
         np.linalg.norm(stored, axis=1) * np.linalg.norm(expected, axis=1))

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,9 +74,7 @@ from genai_jobs.vectors.spooled import sha256_of
 from genai_jobs.vectors.store import VectorStore, vector_store_for
 
 if TYPE_CHECKING:  # numpy comes with the embeddings extra: imported where vectors are
-    import numpy.typing as npt
-
-    from genai_jobs.vectors.index import Matrix, Vector
+    from genai_jobs.vectors.index import Matrix
 
 log = logging.getLogger("genai_jobs.vectors")
 
@@ -95,6 +93,8 @@ COPIES_PER_WRITE = 512
 # Chunks whose vectors are written per transaction (copied ones are cheap; at most a
 # model batch of them is embedded per group).
 GROUP_CHUNKS = 2048
+# Chunks given content keys per pass over a parent written before keys were kept.
+KEYS_PER_PASS = 5000
 # Why a document of each kind gave no text (a text file of only white space is refused
 # at upload; an HTML page or a PDF may still hold none).
 NO_TEXT = {
@@ -200,6 +200,7 @@ class Build:
     note: str = ""
     # Bytes of chunk text and vectors written (or copied) so far: the database's size.
     size_bytes: int = 0
+    look_up: bool = True  # whether the family may hold vectors of the chunks made
 
     async def run(self) -> ResultLocation:
         parent = await self._parent()
@@ -207,12 +208,14 @@ class Build:
         if parent is not None and chunking_key(parent) != chunking:
             raise PermanentError(f"the parent {parent.id} embeds or chunks differently: a "
                                  "version keeps its family's model and chunking")
-        records = await self.vectors.document_records(parent.id) if parent else []
+        records = []
+        if parent is not None:
+            records = await self.vectors.document_records(parent.id)
+            await self._key_chunks(parent, chunking)
         plan = plan_version(records, await self._digests(), self.vdb.update_mode)
         changes = plan.changes()
         written = await self._write_chunks(plan, parent, changes)
-        sources = await self._sources(parent, written, chunking)
-        await self._write_vectors(parent, written, sources, changes)
+        await self._write_vectors(parent, written, changes)
         outcome = BuildOutcome(written.total, self.size_bytes, written.records,
                                written.skipped, changes.as_json(),
                                None if parent is None else parent.id)
@@ -280,8 +283,6 @@ class Build:
                 await self.vectors.add_chunks(self.vdb.id, self.build_id,
                                               written.total + first, batch)
                 self.size_bytes += sum(len(chunk.text.encode()) for chunk in batch)
-            for offset, chunk in enumerate(chunks):
-                written.made[written.total + offset] = chunk.content_key
             info = step.document
             written.add(DocumentRecord(ordinal, info.name, info.kind, step.digest,
                                        written.total, len(chunks)), made=True)
@@ -340,115 +341,145 @@ class Build:
         except DatasetNotFound as exc:
             raise PermanentError(f"{exc}: it was deleted during the build") from exc
 
-    async def _sources(self, parent: VectorDatabase | None, written: Written,
-                       chunking: str) -> Sources:
-        """Where each chunk's vector comes from: the parent's row, another version of the
-        family, or the model."""
-        import numpy as np
-
-        sources = Sources(np.full(written.total, -1, dtype=np.int64))
-        for each in written.copied:
-            sources.parent_rows[each.first_seq:each.first_seq + each.count] = np.arange(
-                each.parent_first, each.parent_first + each.count)
-        if not written.made:
-            return sources
-        in_parent: dict[str, int] = {}
-        if parent is not None:
-            for seq, key, text in await self.vectors.chunk_keys(parent.id):
-                in_parent.setdefault(key or content_key(chunking, text or ""), seq)
-        wanted = sorted({key for key in written.made.values() if key not in in_parent})
-        elsewhere = await self.vectors.family_chunks(self.vdb.family_id, wanted)
-        by_version: dict[UUID, list[int]] = {}
-        for vdb_id, seq in elsewhere.values():
-            by_version.setdefault(vdb_id, []).append(seq)
-        found: dict[tuple[UUID, int], bytes] = {}
-        for vdb_id, seqs in by_version.items():
-            found.update(((vdb_id, seq), vector) for seq, vector
-                         in (await self.vectors.vectors_at(vdb_id, seqs)).items())
-        for seq, key in written.made.items():
-            if key in in_parent:
-                sources.parent_rows[seq] = in_parent[key]
-            elif key in elsewhere and elsewhere[key] in found:
-                sources.family[key] = found[elsewhere[key]]
-            else:
-                sources.uses[key] = sources.uses.get(key, 0) + 1
-        return sources
+    async def _key_chunks(self, parent: VectorDatabase, chunking: str) -> None:
+        """Give content keys to the parent's chunks written before keys were kept (a key
+        is a function of the text: writing it changes nothing the parent answers)."""
+        after = -1
+        while True:  # bounded: each pass moves past the chunks it keyed, or stops
+            texts = await self.vectors.chunks_without_keys(parent.id, after, KEYS_PER_PASS)
+            if not texts:
+                return
+            await self.vectors.set_content_keys(
+                parent.id, [(seq, content_key(chunking, text)) for seq, text in texts])
+            after = texts[-1][0]
 
     async def _write_vectors(self, parent: VectorDatabase | None, written: Written,
-                             sources: Sources, changes: Changes) -> None:
-        """Write the version's vectors in seq order, group by group: copied from the
-        parent, found in the family, or embedded (each new text once)."""
-        import numpy as np
-
-        from genai_jobs.vectors.search import load_matrix
-
-        parent_matrix = None
-        if parent is not None and bool((sources.parent_rows >= 0).any()):
-            parent_matrix = await load_matrix(self.vectors, parent)
-        to_embed = len(sources.uses)
-        changes.embedded = to_embed
-        changes.reused = changes.chunks.added + changes.chunks.updated - to_embed
-        embedded: dict[str, Vector] = {}
-        first = 0
+                             changes: Changes) -> None:
+        """Write the version's vectors in seq order, a group at a time: copied from the
+        parent, found in the family (or earlier in this build), or embedded. Memory stays
+        bounded by the group, however large the version."""
+        made = changes.chunks.added + changes.chunks.updated
+        progress = Progress(self, made, written.total)
+        # A family's first build has nothing to look up: the index lookups would only
+        # cost it (their pages stay mapped in the worker), so it looks for twins of a
+        # chunk only in the chunk's own group.
+        versions = await self.vectors.family_versions(self.vdb.family_id)
+        self.look_up = any(version.is_built for version in versions)
+        first, window = 0, GROUP_CHUNKS
         while first < written.total:  # bounded: every group takes at least one chunk
-            end, pending = self._group(first, written, sources, embedded)
-            if pending:
-                texts = await self.vectors.chunk_texts_at(self.vdb.id, list(pending.values()))
-                keys = list(pending)
-                matrix = await _in_thread(self.ctx, functools.partial(
-                    self.embedder.embed, [texts[pending[key]] for key in keys],
-                    should_stop=lambda: self.ctx.cancelled))
-                embedded.update(zip(keys, matrix.astype(np.float32), strict=True))
-            block = self._vectors_of(first, end, written, sources, parent_matrix, embedded)
+            embedded = progress.embedded
+            end, block = await self._vectors_of(
+                first, min(first + window, written.total), parent, written.copied, progress)
+            # Where the model is needed, look a few batches ahead, not a whole group.
+            window = GROUP_CHUNKS if progress.embedded == embedded else 4 * self.batch_size
             data = block.astype("<f4", copy=False).tobytes()
             await self.vectors.add_vectors(self.vdb.id, self.build_id, first, end - first, data)
             self.size_bytes += len(data)
             first = end
-            done = to_embed - len(sources.uses)
-            message = f"{self.note}embedded {done:,} of {to_embed:,} chunks"
-            if to_embed < written.total:  # the others' vectors are reused
-                message += f"; {first:,} of {written.total:,} vectors written"
-            self.ctx.progress(READING_SHARE + (1 - READING_SHARE) * first / written.total,
-                              message)
+            progress.say(first)
+        changes.embedded = progress.embedded
+        changes.reused = made - progress.embedded
 
-    def _group(self, first: int, written: Written, sources: Sources,
-               embedded: dict[str, Vector]) -> tuple[int, dict[str, int]]:
-        """The next group of chunks, [first, end), and the texts to embed for it (key to
-        the seq of a chunk with that text): at most GROUP_CHUNKS chunks, of which at
-        most one model batch needs the model."""
-        pending: dict[str, int] = {}
-        end = first
-        while end < written.total and end - first < GROUP_CHUNKS:
-            if sources.parent_rows[end] < 0:
-                key = written.made[end]
-                if key not in embedded and key not in sources.family and key not in pending:
-                    if len(pending) == self.batch_size:
-                        break
-                    pending[key] = end
-            end += 1
-        return end, pending
-
-    def _vectors_of(self, first: int, end: int, written: Written, sources: Sources,
-                    parent_matrix: Matrix | None, embedded: dict[str, Vector]) -> Matrix:
+    async def _vectors_of(self, first: int, end: int, parent: VectorDatabase | None,
+                          copied: list[CopiedRange], progress: Progress) -> tuple[int, Matrix]:
+        """The vectors of the next group of chunks from `first`: up to `end`, or before
+        the chunk that would take a second model pass (so that a group is committed per
+        model batch, as progress says)."""
         import numpy as np
 
-        block = np.empty((end - first, self.vdb.dimensions), dtype=np.float32)
-        rows = sources.parent_rows[first:end]
-        from_parent = rows >= 0
-        if from_parent.any():
-            assert parent_matrix is not None
-            block[from_parent] = parent_matrix[rows[from_parent]]
-        for offset in np.flatnonzero(~from_parent):
-            key = written.made[first + int(offset)]
-            if key in sources.family:
-                block[offset] = np.frombuffer(sources.family[key], dtype="<f4")
-                continue
-            block[offset] = embedded[key]
-            sources.uses[key] -= 1
-            if sources.uses[key] == 0:  # its last chunk: let the vector go
-                del sources.uses[key]
-                del embedded[key]
-        return block
+        block = np.full((end - first, self.vdb.dimensions), np.nan, dtype=np.float32)
+        from_parent = {seq: each.parent_first + seq - each.first_seq for each in copied
+                       for seq in range(max(first, each.first_seq),
+                                        min(end, each.first_seq + each.count))}
+        if from_parent:
+            assert parent is not None
+            self._fill(block, first, from_parent, await self.vectors.vectors_at(
+                parent.id, list(from_parent.values())))
+        keys = {seq: key for seq, key in (await self.vectors.chunk_keys(
+            self.vdb.id, first, end - first)).items() if seq not in from_parent}
+        vectors = (await self._known_vectors(set(keys.values()), first) if self.look_up
+                   else {})
+        missing: dict[str, int] = {}  # key -> its first seq, in seq order
+        for seq in sorted(keys):
+            key = keys[seq]
+            if key not in vectors and key not in missing:
+                if len(missing) == self.batch_size:
+                    end = seq
+                    break
+                missing[key] = seq
+        if missing:
+            vectors.update(await self._embed(missing))
+            progress.embedded += len(missing)
+        progress.made_done += sum(seq < end for seq in keys)
+        block = block[:end - first]
+        for seq, key in keys.items():
+            if seq < end:
+                block[seq - first] = np.frombuffer(vectors[key], dtype="<f4")
+        if np.isnan(block).any():  # a chunk row missing: never write a partial index
+            raise RuntimeError(f"vector database {self.vdb.id}: chunks {first}..{end - 1} "
+                               "are not all written")
+        return end, block
+
+    @staticmethod
+    def _fill(block: Matrix, first: int, where: dict[int, int], found: dict[int, bytes]) -> None:
+        import numpy as np
+
+        for seq, source in where.items():
+            block[seq - first] = np.frombuffer(found[source], dtype="<f4")
+
+    async def _known_vectors(self, keys: set[str], before: int) -> dict[str, bytes]:
+        """Vectors for these content keys that the family, or this build before chunk
+        `before`, already has."""
+        wanted = sorted(keys)
+        located: dict[str, tuple[UUID, int]] = dict(
+            await self.vectors.family_chunks(self.vdb.family_id, wanted))
+        rest = [key for key in wanted if key not in located]
+        if rest:
+            located.update((key, (self.vdb.id, seq)) for key, seq in
+                           (await self.vectors.earlier_chunks(self.vdb.id, rest, before)).items())
+        by_version: dict[UUID, list[tuple[str, int]]] = {}
+        for key, (vdb_id, seq) in located.items():
+            by_version.setdefault(vdb_id, []).append((key, seq))
+        vectors: dict[str, bytes] = {}
+        for vdb_id, pairs in by_version.items():
+            found = await self.vectors.vectors_at(vdb_id, [seq for _, seq in pairs])
+            vectors.update((key, found[seq]) for key, seq in pairs if seq in found)
+        return vectors
+
+    async def _embed(self, seq_of: dict[str, int]) -> dict[str, bytes]:
+        """One model pass over the texts of these content keys (each at a seq of its)."""
+        texts = await self.vectors.chunk_texts_at(self.vdb.id, list(seq_of.values()))
+        matrix = await _in_thread(self.ctx, functools.partial(
+            self.embedder.embed, [texts[seq] for seq in seq_of.values()],
+            should_stop=lambda: self.ctx.cancelled))
+        rows = matrix.astype("<f4", copy=False)
+        return {key: rows[at].tobytes() for at, key in enumerate(seq_of)}
+
+
+@dataclass
+class Progress:
+    """The vectors' progress, said after each group written. How many chunks will need
+    the model is known only as they are looked up, so a build says how many of the
+    chunks it made have their vectors (and how many of those the model made)."""
+
+    build: Build
+    made: int  # chunks made from documents (the others are copied from the parent)
+    total: int
+    embedded: int = 0
+    made_done: int = 0
+
+    def say(self, written: int) -> None:
+        reused = self.made_done - self.embedded
+        if self.made == self.total:
+            message = f"embedded {self.made_done:,} of {self.made:,} chunks"
+            if reused:
+                message += f" ({reused:,} of them found already embedded)"
+        else:
+            message = (f"{written:,} of {self.total:,} vectors written: "
+                       f"{self.embedded:,} chunks embedded, {reused:,} reused, "
+                       f"{written - self.made_done:,} copied")
+        self.build.ctx.progress(READING_SHARE + (1 - READING_SHARE) * written / self.total,
+                                self.build.note + message)
 
 
 @dataclass
@@ -462,8 +493,6 @@ class Written:
     # Ranges of the parent's chunks to copy, not yet written, and those written.
     copies: list[tuple[int, int, int]] = field(default_factory=list)
     copied: list[CopiedRange] = field(default_factory=list)
-    # The content key of every chunk made (not copied), by seq.
-    made: dict[int, str] = field(default_factory=dict)
 
     def add(self, record: DocumentRecord, made: bool = False) -> None:
         self.records.append(record)
@@ -472,17 +501,6 @@ class Written:
             self.skipped.append(SkippedDocument(record.name, NO_TEXT[record.kind]))
             if made:
                 self.skipped_now.append(record.name)
-
-
-@dataclass
-class Sources:
-    """Where each chunk's vector comes from: `parent_rows[seq]` is the parent's row that
-    has it (-1: none); `family` holds vectors found in other versions by key; `uses`
-    counts the chunks of each key that need the model (until its vector is written)."""
-
-    parent_rows: npt.NDArray[Any]
-    family: dict[str, bytes] = field(default_factory=dict)
-    uses: dict[str, int] = field(default_factory=dict)
 
 
 def chunk_document(document: Document, embedder: Embedder, chunking: Chunking,

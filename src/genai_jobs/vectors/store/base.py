@@ -109,9 +109,23 @@ class VectorStore(abc.ABC):
         built; BuildSuperseded if the build is not ours."""
 
     @abc.abstractmethod
-    async def chunk_keys(self, vdb_id: UUID) -> list[tuple[int, str | None, str | None]]:
-        """(seq, content key, text) of every chunk in seq order; the text only where the
-        key is missing (chunks written before keys were kept), for the caller to make it."""
+    async def chunks_without_keys(self, vdb_id: UUID, after_seq: int,
+                                  limit: int) -> list[tuple[int, str]]:
+        """(seq, text) of up to `limit` chunks after `after_seq` written before content
+        keys were kept, in seq order."""
+
+    @abc.abstractmethod
+    async def set_content_keys(self, vdb_id: UUID, keys: Sequence[tuple[int, str]]) -> None:
+        """Record the content keys of chunks written without (seq, key)."""
+
+    @abc.abstractmethod
+    async def chunk_keys(self, vdb_id: UUID, first_seq: int, count: int) -> dict[int, str]:
+        """The content keys of chunks `first_seq` .. `first_seq + count - 1`, by seq."""
+
+    @abc.abstractmethod
+    async def earlier_chunks(self, vdb_id: UUID, keys: Sequence[str],
+                             before_seq: int) -> dict[str, int]:
+        """For the keys among this database's chunks before `before_seq`: one seq each."""
 
     @abc.abstractmethod
     async def family_chunks(self, family_id: UUID,

@@ -268,12 +268,38 @@ class PostgresVectorStore(VectorStore):
                 copied += int(row["size"]) if row else 0
         return copied
 
-    async def chunk_keys(self, vdb_id: UUID) -> list[tuple[int, str | None, str | None]]:
+    async def chunks_without_keys(self, vdb_id: UUID, after_seq: int,
+                                  limit: int) -> list[tuple[int, str]]:
         async with self._connection() as conn:
             rows = await (await conn.execute(
-                "SELECT seq, content_key, CASE WHEN content_key IS NULL THEN text END AS text"
-                " FROM vector_chunks WHERE vdb_id = %s ORDER BY seq", (vdb_id,))).fetchall()
-        return [(int(row["seq"]), row["content_key"], row["text"]) for row in rows]
+                "SELECT seq, text FROM vector_chunks WHERE vdb_id = %s AND seq > %s"
+                " AND content_key IS NULL ORDER BY seq LIMIT %s",
+                (vdb_id, after_seq, limit))).fetchall()
+        return [(int(row["seq"]), row["text"]) for row in rows]
+
+    async def set_content_keys(self, vdb_id: UUID, keys: Sequence[tuple[int, str]]) -> None:
+        async with self._transaction() as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "UPDATE vector_chunks SET content_key = %s WHERE vdb_id = %s AND seq = %s",
+                [(key, vdb_id, seq) for seq, key in keys])
+
+    async def chunk_keys(self, vdb_id: UUID, first_seq: int, count: int) -> dict[int, str]:
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT seq, content_key FROM vector_chunks WHERE vdb_id = %s AND seq >= %s"
+                " AND seq < %s", (vdb_id, first_seq, first_seq + count))).fetchall()
+        return {int(row["seq"]): row["content_key"] for row in rows}
+
+    async def earlier_chunks(self, vdb_id: UUID, keys: Sequence[str],
+                             before_seq: int) -> dict[str, int]:
+        if not keys:
+            return {}
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT content_key, MIN(seq) AS seq FROM vector_chunks WHERE vdb_id = %s"
+                " AND seq < %s AND content_key = ANY(%s) GROUP BY content_key",
+                (vdb_id, before_seq, list(keys)))).fetchall()
+        return {row["content_key"]: int(row["seq"]) for row in rows}
 
     async def family_chunks(self, family_id: UUID,
                             keys: Sequence[str]) -> dict[str, tuple[UUID, int]]:
@@ -290,13 +316,12 @@ class PostgresVectorStore(VectorStore):
     async def vectors_at(self, vdb_id: UUID, seqs: Sequence[int]) -> dict[int, bytes]:
         found: dict[int, bytes] = {}
         async with self._connection() as conn:
-            for seq in sorted(set(seqs)):
-                if seq in found:
-                    continue
-                row = await _one(conn, "SELECT first_seq, count, vectors FROM vector_batches"
-                                 " WHERE vdb_id = %s AND first_seq <= %s ORDER BY first_seq"
-                                 " DESC LIMIT 1", (vdb_id, seq))
-                if row is not None:
+            for low, high in mapping.seq_spans(seqs):
+                rows = await (await conn.execute(
+                    "SELECT first_seq, count, vectors FROM vector_batches WHERE vdb_id = %s"
+                    " AND first_seq <= %s AND first_seq + count > %s ORDER BY first_seq",
+                    (vdb_id, high, low))).fetchall()
+                for row in rows:
                     found.update(mapping.rows_of_batch(int(row["first_seq"]), int(row["count"]),
                                                        bytes(row["vectors"]), seqs))
         return found

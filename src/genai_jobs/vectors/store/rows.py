@@ -208,5 +208,22 @@ def rows_of_batch(first_seq: int, count: int, vectors: bytes,
                   wanted: Sequence[int]) -> dict[int, bytes]:
     """The vectors of the `wanted` seqs that fall in one batch, by seq."""
     width = len(vectors) // count
-    return {seq: vectors[(seq - first_seq) * width:(seq - first_seq + 1) * width]
+    view = memoryview(vectors)
+    return {seq: bytes(view[(seq - first_seq) * width:(seq - first_seq + 1) * width])
             for seq in wanted if first_seq <= seq < first_seq + count}
+
+
+# Seqs further apart than this are read as separate spans of batches.
+SPAN_GAP = 4096
+
+
+def seq_spans(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """(lowest, highest) of runs of the sorted seqs with no gap wider than SPAN_GAP: the
+    batches to read for them, without reading every batch between far-apart ones."""
+    spans: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if spans and seq - spans[-1][1] <= SPAN_GAP:
+            spans[-1] = (spans[-1][0], seq)
+        else:
+            spans.append((seq, seq))
+    return spans

@@ -312,11 +312,38 @@ class SQLiteVectorStore(VectorStore):
         copied, _ = await self._db.write(copy, bump=False)
         return copied
 
-    async def chunk_keys(self, vdb_id: UUID) -> list[tuple[int, str | None, str | None]]:
+    async def chunks_without_keys(self, vdb_id: UUID, after_seq: int,
+                                  limit: int) -> list[tuple[int, str]]:
         rows = await self._read(
-            "SELECT seq, content_key, CASE WHEN content_key IS NULL THEN text END"
-            " FROM vector_chunks WHERE vdb_id = ? ORDER BY seq", (str(vdb_id),))
-        return [(int(row[0]), row[1], row[2]) for row in rows]
+            "SELECT seq, text FROM vector_chunks WHERE vdb_id = ? AND seq > ?"
+            " AND content_key IS NULL ORDER BY seq LIMIT ?", (str(vdb_id), after_seq, limit))
+        return [(int(row[0]), row[1]) for row in rows]
+
+    async def set_content_keys(self, vdb_id: UUID, keys: Sequence[tuple[int, str]]) -> None:
+        def update(tx: WriteTx) -> None:
+            tx.conn.executemany("UPDATE vector_chunks SET content_key = ? WHERE vdb_id = ?"
+                                " AND seq = ?", [(key, str(vdb_id), seq) for seq, key in keys])
+
+        await self._db.write(update, bump=False)
+
+    async def chunk_keys(self, vdb_id: UUID, first_seq: int, count: int) -> dict[int, str]:
+        rows = self._db.query("SELECT seq, content_key FROM vector_chunks WHERE vdb_id = ?"
+                              " AND seq >= ? AND seq < ?",
+                              (str(vdb_id), first_seq, first_seq + count))
+        return {int(seq): key for seq, key in rows}
+
+    async def earlier_chunks(self, vdb_id: UUID, keys: Sequence[str],
+                             before_seq: int) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for first in range(0, len(keys), KEYS_PER_QUERY):
+            part = keys[first:first + KEYS_PER_QUERY]
+            rows = self._db.query(
+                # `+`: look keys up in their index, not every chunk before `before_seq`.
+                "SELECT content_key, MIN(seq) FROM vector_chunks WHERE +vdb_id = ?"
+                f" AND +seq < ? AND content_key IN ({', '.join('?' for _ in part)})"
+                " GROUP BY content_key", [str(vdb_id), before_seq, *part])
+            found.update((key, int(seq)) for key, seq in rows)
+        return found
 
     async def family_chunks(self, family_id: UUID,
                             keys: Sequence[str]) -> dict[str, tuple[UUID, int]]:
@@ -335,15 +362,14 @@ class SQLiteVectorStore(VectorStore):
 
     async def vectors_at(self, vdb_id: UUID, seqs: Sequence[int]) -> dict[int, bytes]:
         found: dict[int, bytes] = {}
-        for seq in sorted(set(seqs)):
-            if seq in found:
-                continue
-            row = self._db.query_one(
+        for low, high in mapping.seq_spans(seqs):
+            rows = self._db.query(
                 "SELECT first_seq, count, vectors FROM vector_batches WHERE vdb_id = ?"
-                " AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1", (str(vdb_id), seq))
-            if row is not None:
-                found.update(mapping.rows_of_batch(int(row[0]), int(row[1]),
-                                                   bytes(row[2]), seqs))
+                " AND first_seq <= ? AND first_seq + count > ? ORDER BY first_seq",
+                (str(vdb_id), high, low))
+            for first_seq, count, vectors in rows:
+                found.update(mapping.rows_of_batch(int(first_seq), int(count), bytes(vectors),
+                                                   seqs))
         return found
 
     async def chunk_texts_at(self, vdb_id: UUID, seqs: Sequence[int]) -> dict[int, str]:
