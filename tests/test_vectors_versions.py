@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.pg_support import scratch_store
-from tests.support import Server, running_server
+from tests.support import Server, ServiceProcess, running_server
 from tests.vectors_support import (
     API,
     create_dataset,
@@ -269,3 +269,62 @@ def test_deleting_the_active_version_moves_the_family_to_its_newest_other(
     versions = client.get(f"{API}/vectorDatabases/{first['id']}/versions/").json()
     assert versions["activeVersionId"] == first["id"]
     assert hits(client, first["id"], active=True) == v1_hits
+
+
+def test_an_update_that_expires_or_fails_leaves_the_family_as_it_was(
+        client: httpx.Client) -> None:
+    first = built(client, DOCS)
+    v1_hits = hits(client, first["id"], active=True)
+    # `first` has loaded the model: the deadline falls while the update embeds.
+    late = update(client, first["id"], {"long.txt": filler_text(3000)}, "add", expiresIn=3)
+    assert finished(client, late, "EXPIRED")["executionStatus"] == "ERROR"
+    failed = update(client, first["id"], {"blank.html": "<p> </p>"}, "replace")
+    final = follow_build(client, failed["buildStatusId"])[-1]
+    assert final["status"] == "ERROR"
+    assert "no text to index" in final["message"]
+    assert hits(client, first["id"], active=True) == v1_hits
+    versions = client.get(f"{API}/vectorDatabases/{first['id']}/versions/").json()
+    assert versions["activeVersionId"] == first["id"]
+    assert [item["executionStatus"] for item in versions["data"]] == ["COMPLETED", "ERROR",
+                                                                      "ERROR"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def separate_workers(request: pytest.FixtureRequest,
+                     tmp_path: Any) -> Iterator[tuple[Server, list[ServiceProcess]]]:
+    """A server that runs no jobs itself (`--workers 0`), and the workers a test starts."""
+    kind = str(request.param)
+    workers: list[ServiceProcess] = []
+    with scratch_store(kind) as url, running_server(tmp_path, "--workers", "0",
+                                                    database_url=url) as running:
+        try:
+            yield running, workers
+        finally:
+            for worker in workers:
+                worker.close()
+
+
+def test_a_worker_killed_mid_update_leaves_the_family_answering_as_before(
+        separate_workers: tuple[Server, list[ServiceProcess]]) -> None:
+    server, workers = separate_workers
+    env = {"GENAI_JOBS_VECTOR_BUILD_BATCH_SIZE": "8"}
+    workers.append(server.start_worker(name="first", env=env))
+    with server.client(timeout=120) as client:
+        first = built(client, DOCS)
+        v1_hits = hits(client, first["id"], active=True)
+        slow = update(client, first["id"], {"long.txt": filler_text(1500)}, "add",
+                      maxAttempts=2)
+        wait_for_progress(client, slow["buildStatusId"], "embedded", timeout=120)
+        workers[0].kill()  # SIGKILL: some of the version's rows are written, not all
+        assert hits(client, first["id"], active=True) == v1_hits
+        assert client.get(f"{API}/vectorDatabases/{first['id']}/versions/").json()[
+            "activeVersionId"] == first["id"]
+        workers.append(server.start_worker(name="rescuer", env=env))
+        version = finished(client, slow)
+        assert version["result"]["attempt"] == 2
+        assert version["changes"]["documents"] == {"added": 1, "updated": 0, "skipped": 5,
+                                                   "deleted": 0}
+        assert version["changes"]["chunks"]["skipped"] == first["chunksCount"]
+        assert hits(client, first["id"], active=True) == hits(client, version["id"])
+        assert client.get(f"{API}/vectorDatabases/{first['id']}/versions/").json()[
+            "activeVersionId"] == version["id"]
