@@ -6,6 +6,7 @@ build from scratch would, and the family's searches move only to a COMPLETED ver
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from tests.pg_support import scratch_store
-from tests.support import Server, ServiceProcess, running_server
+from tests.support import Server, ServiceProcess, run_cli, running_server
 from tests.vectors_support import (
     API,
     create_dataset,
@@ -328,3 +329,56 @@ def test_a_worker_killed_mid_update_leaves_the_family_answering_as_before(
         assert hits(client, first["id"], active=True) == hits(client, version["id"])
         assert client.get(f"{API}/vectorDatabases/{first['id']}/versions/").json()[
             "activeVersionId"] == version["id"]
+
+
+def test_the_command_line_updates_lists_versions_rolls_back_and_searches_the_active_one(
+        api: Server, client: httpx.Client) -> None:
+    env = {"GENAI_JOBS_URL": api.url,
+           "GENAI_JOBS_TOKEN": client.headers["authorization"].split()[1]}
+    first = built(client, DOCS)
+    dataset_id = create_dataset(client, files({NEW_DOC[0]: NEW_DOC[1]}))
+    updated = run_cli("vdb", "update", first["id"], "--dataset", dataset_id, "--mode", "add",
+                      "--wait", "--timeout", "120", env=env, timeout=150)
+    version_id, status = updated.stdout.splitlines()
+    assert status.endswith(" COMPLETED")
+    assert "version 2, from " + first["id"] in updated.stderr
+    new_chunks = chunks_of(client, *NEW_DOC)
+    assert (f"documents: 1 added, 0 updated, 5 unchanged, 0 deleted; chunks: {new_chunks} "
+            f"added, 0 updated, {first['chunksCount']} unchanged, 0 deleted "
+            f"({new_chunks} embedded, 0 reused)") in updated.stderr
+    listed = run_cli("vdb", "versions", first["id"], env=env).stdout.splitlines()
+    assert [line[:2] for line in listed] == ["  ", "* "]
+    assert listed[1].startswith(f"* {version_id}  COMPLETED")
+    searched = run_cli("vdb", "search", first["id"], "What makes a volcano erupt?", "-k", "1",
+                       "--active", "--json", env=env)
+    assert json.loads(searched.stdout)[0]["documentName"] == NEW_DOC[0]
+    rolled = run_cli("vdb", "activate", version_id, first["id"], "--json", env=env)
+    assert json.loads(rolled.stdout)["activeVersionId"] == first["id"]
+    searched = run_cli("vdb", "search", version_id, "What makes a volcano erupt?", "-k", "1",
+                       "--active", "--json", env=env)
+    assert json.loads(searched.stdout)[0]["documentName"] != NEW_DOC[0]
+    refused = run_cli("vdb", "update", first["id"], "--dataset", dataset_id, "--mode", "sync",
+                      env=env, check=False)
+    assert refused.returncode == 2
+    assert "'sync' is not one of 'add', 'replace'" in refused.stderr
+
+
+def test_the_python_client_updates_and_rolls_back(api: Server, client: httpx.Client) -> None:
+    from genai_jobs.vectors.client import VectorClient
+
+    first = built(client, DOCS)
+    token = client.headers["authorization"].split()[1]
+    with VectorClient(api.url, token=token) as vectors:
+        dataset_id = create_dataset(client, files({"beta.txt": BETA_CHANGED}))
+        version = vectors.update_vector_database(first["id"], dataset_id, "add")
+        assert vectors.wait_for_build(version, timeout=120).status == "COMPLETED"
+        version = vectors.get_vector_database(version.id)
+        assert version.changes["documents"]["updated"] == 1
+        assert version.update_mode == "add"
+        family = vectors.versions(first["id"])
+        assert family.active_version_id == version.id
+        assert [info.version for info in family.data] == [1, 2]
+        rolled_back = vectors.set_active_version(first["id"], first["id"])
+        assert str(rolled_back.active_version_id) == first["id"]
+        hit = vectors.search(version.id, "Why are there tides?", k=1, active=True)[0]
+        assert hit.text in DOCS["beta.txt"]

@@ -27,6 +27,7 @@ from genai_jobs.vectors.client import (
     SearchHit,
     VectorClient,
     VectorDatabaseInfo,
+    Versions,
     bad_files,
     upload_files,
 )
@@ -239,17 +240,125 @@ def _echo_skipped_documents(info: VectorDatabaseInfo) -> None:
 
 @vdb.command()
 @click.argument("vdb_id", metavar="ID")
+@click.option("--dataset", "dataset_id", required=True, help="The dataset to update it from.")
+@click.option("--mode", type=click.Choice(["add", "replace"]), required=True,
+              help="add: the dataset's documents are added (one of the same name replaces "
+                   "the old); replace: the new version holds the dataset's documents and no "
+                   "others.")
+@click.option("--parent", "parent_id", help="The version to start from (default: the one "
+              "that answers the family's searches).")
+@click.option("--name", help="The new version's name (default: its parent's).")
+@click.option("--expires-in", type=float, metavar="SECONDS",
+              help="Stop the build (EXPIRED) if it is not finished by then.")
+@click.option("--wait", "then_wait", is_flag=True, help="Then show the build's progress "
+              "until it ends, and what changed; exit as `genai-jobs wait` does.")
+@remote._timeout_option
+@_json_option
+@remote._server_options
+@click.pass_context
+def update(ctx: click.Context, vdb_id: str, dataset_id: str, mode: str, parent_id: str | None,
+           name: str | None, expires_in: float | None, then_wait: bool,
+           timeout: float | None, as_json: bool, url: str, token: str | None) -> None:
+    """Make a new version of vector database ID from a dataset; print its id.
+
+    Unchanged documents keep their chunks and vectors, and no chunk the family has
+    embedded is embedded again. The version answers the family's searches
+    (`vdb search --active`) once its build is COMPLETED; until then, and if it
+    fails, the version before it does.
+    """
+    with _connected(url, token) as client:
+        info = client.update_vector_database(vdb_id, dataset_id, mode, parent_id=parent_id,
+                                             name=name, expires_in=expires_in)
+    click.echo(_as_json(info) if as_json else str(info.id))
+    click.echo(f"version {info.version}, from {info.parent_id}, building as job "
+               f"{info.build_status_id}; follow it with: genai-jobs wait "
+               f"{info.build_status_id}", err=True)
+    if then_wait:
+        with remote._connected(url, token, str(info.build_status_id)) as jobs:
+            try:
+                remote._wait_and_exit(ctx, jobs, str(info.build_status_id), timeout)
+            except click.exceptions.Exit:  # its outcome is printed: then what changed
+                _print_changes(url, token, str(info.id))
+                raise
+
+
+def _print_changes(url: str, token: str | None, vdb_id: str) -> None:
+    try:
+        with _connected(url, token) as client:
+            info = client.get_vector_database(vdb_id)
+    except CLIError as exc:
+        click.echo(f"note: could not read what the update changed: {exc}", err=True)
+        return
+    if info.changes:
+        click.echo(changes_line(info.changes), err=True)
+    _echo_skipped_documents(info)
+
+
+def changes_line(changes: dict[str, Any]) -> str:
+    """`documents: 1 added, 1 updated, 3 unchanged, 1 deleted; chunks: ...`"""
+    documents, chunks = changes["documents"], changes["chunks"]
+
+    def counts(of: dict[str, int]) -> str:
+        return (f"{of['added']:,} added, {of['updated']:,} updated, "
+                f"{of['skipped']:,} unchanged, {of['deleted']:,} deleted")
+
+    return (f"documents: {counts(documents)}; chunks: {counts(chunks)} "
+            f"({chunks['embedded']:,} embedded, {chunks['reused']:,} reused)")
+
+
+@vdb.command()
+@click.argument("vdb_id", metavar="ID")
+@_json_option
+@remote._server_options
+def versions(vdb_id: str, as_json: bool, url: str, token: str | None) -> None:
+    """List the versions of vector database ID's family, oldest first; `*` marks the one
+    that answers the family's searches."""
+    with _connected(url, token) as client:
+        family = client.versions(vdb_id)
+    _echo_versions(family, as_json)
+
+
+def _echo_versions(family: Versions, as_json: bool) -> None:
+    if as_json:
+        click.echo(_as_json(family))
+        return
+    for info in family.data:
+        mark = "*" if info.id == family.active_version_id else " "
+        line = f"{mark} {_vdb_line(info)}"
+        if info.changes:
+            line += f"  [{changes_line(info.changes)}]"
+        click.echo(line)
+
+
+@vdb.command()
+@click.argument("vdb_id", metavar="ID")
+@click.argument("version_id", metavar="VERSION_ID")
+@_json_option
+@remote._server_options
+def activate(vdb_id: str, version_id: str, as_json: bool, url: str,
+             token: str | None) -> None:
+    """Make VERSION_ID (COMPLETED) answer the searches of ID's family: a rollback, or a
+    roll forward, at once and without building anything."""
+    with _connected(url, token) as client:
+        family = client.set_active_version(vdb_id, version_id)
+    _echo_versions(family, as_json)
+
+
+@vdb.command()
+@click.argument("vdb_id", metavar="ID")
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True,
               help="How many chunks to return.")
+@click.option("--active", is_flag=True, help="Search the version that answers ID's family "
+              "(its latest completed update, or the one chosen by `vdb activate`), not ID.")
 @_json_option
 @remote._server_options
-def search(vdb_id: str, query: str, k: int, as_json: bool, url: str,
+def search(vdb_id: str, query: str, k: int, active: bool, as_json: bool, url: str,
            token: str | None) -> None:
     """Print the K chunks of vector database ID nearest QUERY, best first."""
     with _connected(url, token) as client, _notice_if_slow(SLOW_SEARCH_NOTICE,
                                                            SLOW_SEARCH_SECONDS):
-        hits = client.search(vdb_id, query, k)
+        hits = client.search(vdb_id, query, k, active=active)
     if as_json:
         click.echo(_as_json(hits))
         return

@@ -114,6 +114,18 @@ class VectorDatabaseInfo(_Model):
     creation_date: datetime = Field(alias="creationDate")
     skipped_documents: list[SkippedDocumentInfo] = Field(default_factory=list,
                                                          alias="skippedDocuments")
+    update_mode: str = Field(default="add", alias="updateMode")
+    # What the build changed from the parent: {"documents": {"added": ..., ...},
+    # "chunks": {..., "embedded": ..., "reused": ...}}; {} until COMPLETED.
+    changes: dict[str, Any] = Field(default_factory=dict)
+
+
+class Versions(_Model):
+    """A vector database's family: its versions, oldest first, and the active one."""
+
+    family_id: UUID = Field(alias="familyId")
+    active_version_id: UUID | None = Field(alias="activeVersionId")
+    data: list[VectorDatabaseInfo]
 
 
 class SearchHit(_Model):
@@ -242,6 +254,38 @@ class VectorClient:
                                VectorDatabaseInfo.model_validate,
                                action="create a vector database", json=body))
 
+    def update_vector_database(
+        self, vdb_id: UUID | str, dataset_id: UUID | str, mode: str, *,
+        parent_id: UUID | str | None = None, name: str | None = None,
+        expires_in: float | None = None, max_attempts: int | None = None,
+    ) -> VectorDatabaseInfo:
+        """Make a new version of `vdb_id`'s family from a dataset: `mode` "add" (its
+        documents added, one of the same name replaced) or "replace" (its documents and
+        no others). It starts from the family's active version (or `parent_id`), reuses
+        every chunk the family has embedded, and becomes the active version once its
+        build (`wait_for_build`) is COMPLETED."""
+        body = _present({"datasetId": str(dataset_id), "mode": mode, "name": name,
+                         "parentVectorDatabaseId": None if parent_id is None else str(parent_id),
+                         "expiresIn": expires_in, "maxAttempts": max_attempts})
+        return self._send(Call("POST", f"{API_PREFIX}/vectorDatabases/{vdb_id}/versions/",
+                               VectorDatabaseInfo.model_validate,
+                               action="update a vector database",
+                               subject=f"vector database {vdb_id}", json=body))
+
+    def versions(self, vdb_id: UUID | str) -> Versions:
+        """The versions of `vdb_id`'s family and the one its searches use."""
+        return self._send(Call("GET", f"{API_PREFIX}/vectorDatabases/{vdb_id}/versions/",
+                               Versions.model_validate, action="list versions",
+                               subject=f"vector database {vdb_id}"))
+
+    def set_active_version(self, vdb_id: UUID | str, version_id: UUID | str) -> Versions:
+        """Make `version_id` (COMPLETED, of `vdb_id`'s family) answer the family's searches:
+        a rollback, or a roll forward, without building anything."""
+        return self._send(Call("PUT", f"{API_PREFIX}/vectorDatabases/{vdb_id}/activeVersion/",
+                               Versions.model_validate, action="choose the active version",
+                               subject=f"vector database {vdb_id}",
+                               json={"vectorDatabaseId": str(version_id)}))
+
     def get_vector_database(self, vdb_id: UUID | str) -> VectorDatabaseInfo:
         return self._send(Call("GET", f"{API_PREFIX}/vectorDatabases/{vdb_id}/",
                                VectorDatabaseInfo.model_validate,
@@ -295,11 +339,17 @@ class VectorClient:
         with Client(self._base.url, token=self._token, timeout=self._base.timeout) as jobs:
             return jobs.wait(vdb.build_status_id, timeout=timeout, on_change=on_change)
 
-    def search(self, vdb_id: UUID | str, query: str, k: int = 5) -> list[SearchHit]:
+    def search(self, vdb_id: UUID | str, query: str, k: int = 5, *,
+               active: bool = False) -> list[SearchHit]:
+        """The `k` chunks nearest `query`; `active`: search the family's active version
+        instead of `vdb_id` itself."""
+        body: dict[str, Any] = {"query": query, "k": k}
+        if active:
+            body["useActiveVersion"] = True
         page = self._send(Call("POST", f"{API_PREFIX}/vectorDatabases/{vdb_id}/search/",
                                _Page.model_validate, action="search a vector database",
                                subject=f"vector database {vdb_id}",
-                               json={"query": query, "k": k}, held_seconds=SLOW_CALL_SECONDS))
+                               json=body, held_seconds=SLOW_CALL_SECONDS))
         return [SearchHit.model_validate(item) for item in page.data]
 
     def _send(self, call: Call[T], **extra: Any) -> T:
@@ -329,5 +379,5 @@ def _present(values: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["DatasetInfo", "SearchHit", "SkippedDocumentInfo", "SkippedFileInfo",
-           "TransportError", "VectorClient", "VectorDatabaseInfo", "bad_files", "upload_body",
-           "upload_files"]
+           "TransportError", "VectorClient", "VectorDatabaseInfo", "Versions", "bad_files",
+           "upload_body", "upload_files"]
