@@ -16,12 +16,15 @@ import pytest
 
 from tests.pg_support import scratch_store
 from tests.support import Server, ServiceProcess, run_cli, running_server
+from tests.test_vectors_filters import matches
 from tests.vectors_support import (
     API,
+    MANUAL_PAGES,
     create_dataset,
     create_vdb,
     filler_text,
     follow_build,
+    make_pdf,
     wait_for_progress,
 )
 
@@ -382,3 +385,66 @@ def test_the_python_client_updates_and_rolls_back(api: Server, client: httpx.Cli
         assert str(rolled_back.active_version_id) == first["id"]
         hit = vectors.search(version.id, "Why are there tides?", k=1, active=True)[0]
         assert hit.text in DOCS["beta.txt"]
+
+
+FAQ_CSV = (
+    "document,document_file_path,team,priority,public,reviewed\n"
+    '"To rotate a token, create a new one, then revoke the old one.",faq/tokens.md,security,1,'
+    "true,2026-11-02\n"
+    '"Backups of the SQLite file are taken with its online backup command.",faq/backups.md,'
+    "operations,2,false,2026-10-15\n"
+    '"A job that is not finished by its deadline becomes EXPIRED.",,operations,3,true,\n'
+    '"Passwords are never stored, only their salted hashes.",faq/passwords.md,security,2,false,'
+    "2026-09-30\n"
+    '"Invoices are sent on the first working day of each month.",faq/invoices.md,sales,,true,'
+    "2026-08-01\n"
+)
+FILTERED = [
+    {"team": "security"},
+    {"priority": {"$lte": 2}},
+    {"public": True, "team": {"$in": ["operations", "sales"]}},
+    {"reviewed": {"$gte": "2026-10-01"}},
+    {"$or": [{"team": "sales"}, {"$documentType": "pdf"}]},
+    {"$page": 2},
+    {"$documentName": {"$in": ["faq/tokens.md", "manual.pdf"]}},
+]
+
+
+def test_search_with_a_filter_takes_the_nearest_among_the_matching_chunks(
+        client: httpx.Client) -> None:
+    dataset_id = create_dataset(client, [("faq.csv", FAQ_CSV.encode())])
+    first = finished(client, create_vdb(client, dataset_id, CHUNK_SIZE))
+    pdf = create_dataset(client, [("manual.pdf", make_pdf(MANUAL_PAGES))])
+    response = client.post(f"{API}/vectorDatabases/{first['id']}/versions/",
+                           json={"datasetId": pdf, "mode": "add"})
+    version = finished(client, response.json())
+    question = "How do I keep my account safe?"
+
+    def search(where: dict[str, Any] | None, k: int) -> list[dict[str, Any]]:
+        response = client.post(f"{API}/vectorDatabases/{version['id']}/search/",
+                               json={"query": question, "k": k, "filter": where})
+        assert response.status_code == 200, response.text
+        return list(response.json()["data"])
+
+    everything = search(None, 100)
+    assert len(everything) == version["chunksCount"]
+    for where in FILTERED:
+        wanted = [hit for hit in everything if _hit_matches(hit, where)]
+        assert wanted, where
+        assert [hit["text"] for hit in search(where, 100)] == [hit["text"] for hit in wanted]
+        assert [hit["text"] for hit in search(where, 2)] == [hit["text"] for hit in wanted[:2]]
+    for where, loc, words in [
+            ({"colour": "red"}, ["body", "filter", "colour"], "no field 'colour'"),
+            ({"priority": "high"}, ["body", "filter", "priority", "$eq"], "number values"),
+            ({"team": {"$like": "s%"}}, ["body", "filter", "team", "$like"], "$like")]:
+        response = client.post(f"{API}/vectorDatabases/{version['id']}/search/",
+                               json={"query": question, "filter": where})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == loc
+        assert words in response.json()["detail"][0]["msg"]
+
+
+def _hit_matches(hit: dict[str, Any], where: dict[str, Any]) -> bool:
+    """The filter read literally for one hit (the reference of test_vectors_filters)."""
+    kind = "pdf" if hit["documentName"].endswith(".pdf") else "text"
+    return matches((hit["documentName"], kind, hit["page"], hit["metadata"]), where)

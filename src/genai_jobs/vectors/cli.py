@@ -351,14 +351,22 @@ def activate(vdb_id: str, version_id: str, as_json: bool, url: str,
               help="How many chunks to return.")
 @click.option("--active", is_flag=True, help="Search the version that answers ID's family "
               "(its latest completed update, or the one chosen by `vdb activate`), not ID.")
+@click.option("--filter", "where", metavar="JSON", help="Only chunks whose metadata match, "
+              """e.g. '{"team": "security", "priority": {"$lte": 2}}'.""")
 @_json_option
 @remote._server_options
-def search(vdb_id: str, query: str, k: int, active: bool, as_json: bool, url: str,
-           token: str | None) -> None:
+def search(vdb_id: str, query: str, k: int, active: bool, where: str | None, as_json: bool,
+           url: str, token: str | None) -> None:
     """Print the K chunks of vector database ID nearest QUERY, best first."""
+    parsed = None
+    if where is not None:
+        try:
+            parsed = json.loads(where)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--filter") from None
     with _connected(url, token) as client, _notice_if_slow(SLOW_SEARCH_NOTICE,
                                                            SLOW_SEARCH_SECONDS):
-        hits = client.search(vdb_id, query, k, active=active)
+        hits = client.search(vdb_id, query, k, active=active, filter=parsed)
     if as_json:
         click.echo(_as_json(hits))
         return

@@ -339,13 +339,16 @@ class VectorClient:
         with Client(self._base.url, token=self._token, timeout=self._base.timeout) as jobs:
             return jobs.wait(vdb.build_status_id, timeout=timeout, on_change=on_change)
 
-    def search(self, vdb_id: UUID | str, query: str, k: int = 5, *,
-               active: bool = False) -> list[SearchHit]:
+    def search(self, vdb_id: UUID | str, query: str, k: int = 5, *, active: bool = False,
+               filter: dict[str, Any] | None = None) -> list[SearchHit]:
         """The `k` chunks nearest `query`; `active`: search the family's active version
-        instead of `vdb_id` itself."""
+        instead of `vdb_id` itself; `filter`: only chunks whose metadata match it
+        (`{"team": "security", "priority": {"$lte": 2}}`)."""
         body: dict[str, Any] = {"query": query, "k": k}
         if active:
             body["useActiveVersion"] = True
+        if filter is not None:
+            body["filter"] = filter
         page = self._send(Call("POST", f"{API_PREFIX}/vectorDatabases/{vdb_id}/search/",
                                _Page.model_validate, action="search a vector database",
                                subject=f"vector database {vdb_id}",

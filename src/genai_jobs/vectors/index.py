@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from genai_jobs.vectors.fields import Fields, Mask
+
 log = logging.getLogger("genai_jobs.vectors")
 
 Matrix = npt.NDArray[np.float32]
@@ -32,6 +34,12 @@ HNSW_NEIGHBOURS = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 512
 HNSW_CANDIDATES = 40
+# A filtered search scores only the matching rows when they are at most this share of
+# all (gathering them costs less than scoring the rest), and searches a graph only
+# when more match: then it asks the graph for enough candidates that the matches
+# among them are the best ones, and falls back to the exact search when too few are.
+FILTERED_SUBSET_SHARE = 0.25
+HNSW_FILTERED_MIN_SHARE = 0.2
 
 
 def faiss_available() -> bool:
@@ -44,20 +52,45 @@ class VectorIndex:
     def __init__(self, matrix: Matrix) -> None:
         self.matrix = matrix
         self._hnsw: Any = None
+        # The chunks' filterable fields, read from the store on the first filtered search.
+        self.fields: Fields | None = None
+        self.fields_lock = asyncio.Lock()
 
     @property
     def size_bytes(self) -> int:
-        return int(self.matrix.nbytes)
+        return int(self.matrix.nbytes) + (self.fields.size_bytes if self.fields else 0)
 
     @property
     def approximate(self) -> bool:
         return self._hnsw is not None
 
-    def search(self, query: Vector, k: int) -> list[tuple[int, float]]:
-        """The `k` rows nearest `query`, best first, as (row, score)."""
+    def search(self, query: Vector, k: int, mask: Mask | None = None) -> list[tuple[int, float]]:
+        """The `k` rows nearest `query` (among the rows `mask` keeps), best first, as
+        (row, score)."""
+        if mask is not None:
+            return self._search_masked(query, k, mask)
         if self._hnsw is not None:
             return self._search_hnsw(query, k)
         return exact_search(self.matrix, query, k)
+
+    def _search_masked(self, query: Vector, k: int, mask: Mask) -> list[tuple[int, float]]:
+        matches = int(mask.sum())
+        if matches == 0:
+            return []
+        share = matches / len(mask)
+        if self._hnsw is not None and share >= HNSW_FILTERED_MIN_SHARE:
+            wanted = min(len(mask), int(max(k, HNSW_CANDIDATES) / share * 2) + k)
+            found = [(row, score) for row, score in self._search_hnsw(query, wanted)
+                     if mask[row]]
+            if len(found) >= min(k, matches):
+                return found[:k]
+        if share <= FILTERED_SUBSET_SHARE:
+            rows = np.flatnonzero(mask)
+            return [(int(rows[row]), score)
+                    for row, score in exact_search(self.matrix[rows], query, k)]
+        scores = self.matrix @ query
+        scores[~mask] = -np.inf
+        return [(row, score) for row, score in _top(scores, min(k, matches))]
 
     def build_hnsw(self) -> None:
         """Build the HNSW graph (seconds to minutes: run it in a thread)."""
@@ -88,8 +121,10 @@ def exact_search(matrix: Matrix, query: Vector, k: int) -> list[tuple[int, float
         return []
     # One pass over the matrix: at 100,000 x 384 it reads 154 MB, so memory bandwidth,
     # not arithmetic, sets the time; nothing else here copies it.
-    scores = matrix @ query
-    k = min(k, len(scores))
+    return _top(matrix @ query, min(k, len(matrix)))
+
+
+def _top(scores: npt.NDArray[np.float32], k: int) -> list[tuple[int, float]]:
     best = np.argpartition(scores, len(scores) - k)[len(scores) - k:]
     best = best[np.argsort(-scores[best], kind="stable")]
     return [(int(row), float(scores[row])) for row in best]

@@ -267,6 +267,11 @@ class BuildOutcome:
     parent_id: UUID | None
 
 
+# A chunk's filterable fields: document name, document type (None before types were
+# kept), PDF page, and its document's metadata.
+ChunkFields = tuple[str, str | None, int | None, Metadata]
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     chunk: Chunk

@@ -297,6 +297,12 @@ class SearchRequest(_Request):
         default=False, description="Search the active version of this vector database's "
         "family (the one its completed updates and rollbacks point at) instead of this "
         "version.")
+    filter: dict[str, Any] | None = Field(
+        default=None, description="Only chunks whose metadata match, e.g. "
+        '`{"team": "security", "priority": {"$lte": 2}}`; fields are the metadata columns '
+        "and $documentName, $documentType, $page; operators $eq, $ne, $in, $nin, $gt, $gte, "
+        "$lt, $lte, combined with $and and $or. Applied before the nearest chunks are taken, "
+        "not after.")
 
 
 class SearchHitResponse(CamelModel):

@@ -41,6 +41,7 @@ from genai_jobs.vectors.embeddings import (
     model_spec,
     unavailable_reason,
 )
+from genai_jobs.vectors.filters import Filter, FilterRejected, parse_filter
 from genai_jobs.vectors.records import (
     Dataset,
     NewVectorDatabase,
@@ -355,6 +356,7 @@ async def _built(vectors: VectorServices, vdb_id: UUID, caller: Caller) -> Vecto
              responses=errors(404, 409, 413, 501))
 async def search(vectorDatabaseId: UUID, body: SearchRequest, caller: CallerDep,
                  vectors: VectorsDep) -> SearchResponse:
+    where = None if body.filter is None else _filter(body.filter)
     vdb_id = vectorDatabaseId
     if body.use_active_version:
         vdb_id = await active_version(vdb_id, caller, vectors)
@@ -362,9 +364,23 @@ async def search(vectorDatabaseId: UUID, body: SearchRequest, caller: CallerDep,
     reason = unavailable_reason(model_spec(vdb.embedding_model))
     if reason is not None:
         raise EmbeddingsUnavailable(f"search {reason}")
-    hits = await vectors.searcher.search(vdb, body.query, body.k)
+    try:
+        hits = await vectors.searcher.search(vdb, body.query, body.k, where)
+    except FilterRejected as exc:
+        raise _filter_refused(exc) from exc
     return SearchResponse(vector_database_id=vdb.id, version=vdb.version, count=len(hits),
                           data=[SearchHitResponse.from_hit(hit) for hit in hits])
+
+
+def _filter(raw: Any) -> Filter:
+    try:
+        return parse_filter(raw)
+    except FilterRejected as exc:
+        raise _filter_refused(exc) from exc
+
+
+def _filter_refused(exc: FilterRejected) -> Exception:
+    return rejected(["body", "filter", *exc.path], "invalid_filter", str(exc))
 
 
 async def active_version(vdb_id: UUID, caller: Caller, vectors: VectorServices) -> UUID:

@@ -17,6 +17,7 @@ from uuid import UUID
 from genai_jobs.vectors.records import (
     BuildOutcome,
     Chunk,
+    ChunkFields,
     CopiedRange,
     Dataset,
     DocumentInfo,
@@ -176,6 +177,11 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def vector_batches(self, vdb_id: UUID) -> AsyncIterator[tuple[int, int, bytes]]:
         """Every batch of vectors as (first_seq, count, float32 bytes), in seq order."""
+
+    @abc.abstractmethod
+    async def chunk_fields(self, vdb_id: UUID) -> list[ChunkFields]:
+        """Every chunk's filterable fields, in seq order: (document name, document type,
+        page, metadata)."""
 
     @abc.abstractmethod
     async def chunks(self, vdb_id: UUID, seqs: Sequence[int]) -> list[Chunk]:

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+import psycopg.rows
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
@@ -25,6 +26,7 @@ from genai_jobs.vectors.records import (
     BuildOutcome,
     BuildSuperseded,
     Chunk,
+    ChunkFields,
     CopiedRange,
     Dataset,
     DatasetNotFound,
@@ -425,6 +427,14 @@ class PostgresVectorStore(VectorStore):
             if len(rows) < BATCHES_PER_FETCH:
                 return
             after = int(rows[-1]["first_seq"])
+
+    async def chunk_fields(self, vdb_id: UUID) -> list[ChunkFields]:
+        async with self._connection() as conn:
+            cursor = conn.cursor(row_factory=psycopg.rows.tuple_row)
+            rows = await (await cursor.execute(
+                "SELECT document, kind, page, metadata FROM vector_chunks WHERE vdb_id = %s"
+                " ORDER BY seq", (vdb_id,))).fetchall()
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
 
     async def chunks(self, vdb_id: UUID, seqs: Sequence[int]) -> list[Chunk]:
         if not seqs:

@@ -22,6 +22,7 @@ from genai_jobs.vectors.records import (
     BuildOutcome,
     BuildSuperseded,
     Chunk,
+    ChunkFields,
     CopiedRange,
     Dataset,
     DatasetNotFound,
@@ -475,6 +476,11 @@ class SQLiteVectorStore(VectorStore):
             if len(rows) < BATCHES_PER_READ:
                 return
             after = int(rows[-1][0])
+
+    async def chunk_fields(self, vdb_id: UUID) -> list[ChunkFields]:
+        rows = await self._read("SELECT document, kind, page, metadata FROM vector_chunks"
+                                " WHERE vdb_id = ? ORDER BY seq", (str(vdb_id),))
+        return [(row[0], row[1], row[2], load_json(row[3])) for row in rows]
 
     async def chunks(self, vdb_id: UUID, seqs: Sequence[int]) -> list[Chunk]:
         if not seqs:
