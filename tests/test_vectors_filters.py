@@ -19,10 +19,13 @@ TEAMS = ["security", "operations", "sales", "legal"]
 TYPES = ["text", "markdown", "html", "pdf"]
 
 
-def chunk_rows(count: int, seed: int) -> list[tuple[str, str | None, int | None, dict[str, Any]]]:
+Row = tuple[str, str | None, int | None, dict[str, Any]]
+
+
+def chunk_rows(count: int, seed: int) -> list[Row]:
     """Chunks with metadata like a CSV's: some values missing, dates as ISO text."""
     rng = random.Random(seed)
-    rows = []
+    rows: list[Row] = []
     for n in range(count):
         kind = TYPES[n % 4]
         metadata: dict[str, Any] = {"team": rng.choice(TEAMS), "priority": rng.randint(1, 5),
@@ -76,8 +79,8 @@ def _holds(value: Any, operator: str, wanted: Any) -> bool:
         return not _holds(value, "$in", wanted)
     if value is None:
         return False
-    return {"$gt": value > wanted, "$gte": value >= wanted, "$lt": value < wanted,
-            "$lte": value <= wanted}[operator]
+    return bool({"$gt": value > wanted, "$gte": value >= wanted, "$lt": value < wanted,
+                 "$lte": value <= wanted}[operator])
 
 
 FILTERS: list[dict[str, Any]] = [

@@ -399,7 +399,7 @@ FAQ_CSV = (
     '"Invoices are sent on the first working day of each month.",faq/invoices.md,sales,,true,'
     "2026-08-01\n"
 )
-FILTERED = [
+FILTERED: list[dict[str, Any]] = [
     {"team": "security"},
     {"priority": {"$lte": 2}},
     {"public": True, "team": {"$in": ["operations", "sales"]}},
@@ -433,12 +433,13 @@ def test_search_with_a_filter_takes_the_nearest_among_the_matching_chunks(
         assert wanted, where
         assert [hit["text"] for hit in search(where, 100)] == [hit["text"] for hit in wanted]
         assert [hit["text"] for hit in search(where, 2)] == [hit["text"] for hit in wanted[:2]]
-    for where, loc, words in [
-            ({"colour": "red"}, ["body", "filter", "colour"], "no field 'colour'"),
-            ({"priority": "high"}, ["body", "filter", "priority", "$eq"], "number values"),
-            ({"team": {"$like": "s%"}}, ["body", "filter", "team", "$like"], "$like")]:
+    refusals: list[tuple[dict[str, Any], list[str], str]] = [
+        ({"colour": "red"}, ["body", "filter", "colour"], "no field 'colour'"),
+        ({"priority": "high"}, ["body", "filter", "priority", "$eq"], "number values"),
+        ({"team": {"$like": "s%"}}, ["body", "filter", "team", "$like"], "$like")]
+    for bad, loc, words in refusals:
         response = client.post(f"{API}/vectorDatabases/{version['id']}/search/",
-                               json={"query": question, "filter": where})
+                               json={"query": question, "filter": bad})
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"] == loc
         assert words in response.json()["detail"][0]["msg"]
