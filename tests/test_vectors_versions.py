@@ -6,12 +6,15 @@ build from scratch would, and the family's searches move only to a COMPLETED ver
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.pg_support import scratch_store
@@ -449,3 +452,105 @@ def _hit_matches(hit: dict[str, Any], where: dict[str, Any]) -> bool:
     """The filter read literally for one hit (the reference of test_vectors_filters)."""
     kind = "pdf" if hit["documentName"].endswith(".pdf") else "text"
     return matches((hit["documentName"], kind, hit["page"], hit["metadata"]), where)
+
+
+def tamper(api: Server, sqlite_sql: str, postgres_sql: str, params: tuple[Any, ...]) -> None:
+    """Change the store behind the server's back, as a bug or a hand would."""
+    if api.database_url.startswith("sqlite"):
+        path = api.database_url.removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn, conn:
+            conn.execute(sqlite_sql, params)
+    else:
+        with psycopg.connect(api.database_url, autocommit=True) as pg:
+            pg.execute(postgres_sql, params)
+
+
+def rotate_first_batch(api: Server, vdb_id: str) -> None:
+    """Move every vector of the version's first batch one row up (the first goes last)."""
+    if api.database_url.startswith("sqlite"):
+        path = api.database_url.removeprefix("sqlite:///")
+        with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn, conn:
+            (data,) = conn.execute("SELECT vectors FROM vector_batches WHERE vdb_id = ? AND"
+                                   " first_seq = 0", (vdb_id,)).fetchone()
+            conn.execute("UPDATE vector_batches SET vectors = ? WHERE vdb_id = ? AND"
+                         " first_seq = 0", (data[1536:] + data[:1536], vdb_id))
+        return
+    with psycopg.connect(api.database_url, autocommit=True) as pg:
+        row = pg.execute("SELECT vectors FROM vector_batches WHERE vdb_id = %s AND"
+                         " first_seq = 0", (vdb_id,)).fetchone()
+        assert row is not None
+        data = bytes(row[0])
+        pg.execute("UPDATE vector_batches SET vectors = %s WHERE vdb_id = %s AND"
+                   " first_seq = 0", (data[1536:] + data[:1536], vdb_id))
+
+
+def verified(client: httpx.Client, vdb_id: str, **payload: Any) -> dict[str, Any]:
+    response = client.post(f"{API}/jobs/", json={"jobType": "vectorDatabase.verify",
+                                                 "payload": {"vectorDatabaseId": vdb_id,
+                                                             **payload}})
+    assert response.status_code == 202, response.text
+    final = follow_build(client, response.json()["statusId"])[-1]
+    assert final["status"] == "COMPLETED", final
+    return dict(final["result"])
+
+
+def test_verify_finds_no_drift_in_a_sound_version_and_every_kind_of_drift_made_by_hand(
+        api: Server, client: httpx.Client) -> None:
+    first = built(client, DOCS)
+    version = finished(client, update(client, first["id"], {NEW_DOC[0]: NEW_DOC[1]}, "add"))
+    report = verified(client, version["id"], full=True)
+    assert report["ok"] is True, report
+    assert report["drift"] == []
+    assert (report["chunks"], report["documents"], report["reembedded"]) == \
+           (version["chunksCount"], 6, version["chunksCount"])
+    vdb = version["id"]
+    # A vector swapped for another chunk's, a chunk row lost, a content key that lies, and
+    # a row past the end.
+    rotate_first_batch(api, vdb)
+    tamper(api, "DELETE FROM vector_chunks WHERE vdb_id = ? AND seq = 3",
+           "DELETE FROM vector_chunks WHERE vdb_id = %s AND seq = 3", (vdb,))
+    tamper(api, "UPDATE vector_chunks SET content_key = 'x' WHERE vdb_id = ? AND seq = 5",
+           "UPDATE vector_chunks SET content_key = 'x' WHERE vdb_id = %s AND seq = 5", (vdb,))
+    tamper(api, "INSERT INTO vector_chunks (vdb_id, seq, document, position, page, start_char,"
+           " end_char, text, metadata) VALUES (?, 100000, 'ghost.txt', 0, NULL, 0, 5, 'ghost',"
+           " '{}')",
+           "INSERT INTO vector_chunks (vdb_id, seq, document, position, page, start_char,"
+           " end_char, text, metadata) VALUES (%s, 100000, 'ghost.txt', 0, NULL, 0, 5,"
+           " 'ghost', '{}')", (vdb,))
+    report = verified(client, vdb, full=True)
+    assert report["ok"] is False
+    kinds = {item["kind"]: item for item in report["drift"]}
+    assert set(kinds) == {"wrong_vectors", "missing_chunks", "wrong_content_key",
+                          "extra_chunks"}, report
+    assert kinds["missing_chunks"]["count"] == 1
+    assert kinds["missing_chunks"]["examples"] == ["chunk 3 has a vector, no row"]
+    assert kinds["wrong_content_key"]["count"] == 1
+    assert kinds["extra_chunks"]["count"] == 1
+    # The rotation moved every vector of the first batch one row up: each is wrong
+    # (but the deleted chunk's, which has no row to compare).
+    assert kinds["wrong_vectors"]["count"] >= 2
+    assert first["chunksCount"] > 5
+    # The version before is untouched, and a verify of another tenant's is refused.
+    assert verified(client, first["id"], reembed=3)["ok"] is True
+    with api.client(api.make_token("someone-else")) as stranger:
+        response = stranger.post(f"{API}/jobs/", json={
+            "jobType": "vectorDatabase.verify", "payload": {"vectorDatabaseId": vdb}})
+        final = follow_build(stranger, response.json()["statusId"])[-1]
+        assert final["status"] == "ERROR"
+        assert "not found" in final["message"]
+
+
+def test_vdb_verify_prints_the_report_and_exits_1_on_drift(api: Server,
+                                                           client: httpx.Client) -> None:
+    env = {"GENAI_JOBS_URL": api.url,
+           "GENAI_JOBS_TOKEN": client.headers["authorization"].split()[1]}
+    first = built(client, DOCS)
+    sound = run_cli("vdb", "verify", first["id"], "--reembed", "4", "--wait", env=env)
+    assert f"{first['chunksCount']} chunks of 5 documents checked, 4 embedded again: " \
+           "no drift" in sound.stderr
+    tamper(api, "DELETE FROM vector_chunks WHERE vdb_id = ? AND seq = 1",
+           "DELETE FROM vector_chunks WHERE vdb_id = %s AND seq = 1", (first["id"],))
+    drifted = run_cli("vdb", "verify", first["id"], "--wait", "--json", env=env, check=False)
+    assert drifted.returncode == 1
+    report = json.loads(drifted.stdout.split("\n", 1)[1])
+    assert [item["kind"] for item in report["drift"]] == ["missing_chunks"]

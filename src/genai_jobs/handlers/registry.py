@@ -107,10 +107,12 @@ def load_registry(apps: list[str]) -> Registry:
     """The built-in job types plus those of each `module:attribute` in `apps`."""
     from genai_jobs.handlers.diagnostics import registry as builtins
     from genai_jobs.vectors.build import registry as vectors
+    from genai_jobs.vectors.verify import registry as verify
 
     combined = Registry()
     combined.include(builtins)
     combined.include(vectors)
+    combined.include(verify)
     for spec in apps:
         combined.include(_import_registry(spec))
     return combined

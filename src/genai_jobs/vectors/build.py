@@ -156,19 +156,19 @@ async def _start(ctx: JobContext, vectors: VectorStore, job: Job, vdb_id: UUID) 
     if ctx.attempt > 1:
         ctx.logger.info("attempt %d starts the build over", ctx.attempt)
         note = f"attempt {ctx.attempt}, started over: "
-    embedder = await _load_model(ctx, vdb.embedding_model, note)
+    embedder = await load_model(ctx, vdb.embedding_model, note)
     assert vdb.build_id is not None
     return Build(ctx, vectors, vdb, vdb.build_id, dataset, documents, embedder,
                  vector_settings().vector_build_batch_size, note)
 
 
-async def _load_model(ctx: JobContext, name: str, note: str) -> Embedder:
+async def load_model(ctx: JobContext, name: str, note: str) -> Embedder:
     """The model, loaded in a thread on first use in this process, saying so meanwhile."""
     if is_loaded(name):  # at hand: nothing worth saying
-        return await _in_thread(ctx, lambda: get_embedder(name))
+        return await in_thread(ctx, lambda: get_embedder(name))
     saying = asyncio.ensure_future(_say_loading(ctx, name, note))
     try:
-        return await _in_thread(ctx, lambda: get_embedder(name))
+        return await in_thread(ctx, lambda: get_embedder(name))
     finally:
         saying.cancel()
 
@@ -330,7 +330,7 @@ class Build:
         document = Document(info.name, info.kind, content, info.metadata)
         key = chunking_key(self.vdb)
         try:
-            return await _in_thread(self.ctx, lambda: chunk_document(
+            return await in_thread(self.ctx, lambda: chunk_document(
                 document, self.embedder, chunking, key))
         except ExtractionFailed as exc:
             raise PermanentError(f"{info.name}: {exc}") from exc
@@ -449,7 +449,7 @@ class Build:
     async def _embed(self, seq_of: dict[str, int]) -> dict[str, bytes]:
         """One model pass over the texts of these content keys (each at a seq of its)."""
         texts = await self.vectors.chunk_texts_at(self.vdb.id, list(seq_of.values()))
-        matrix = await _in_thread(self.ctx, functools.partial(
+        matrix = await in_thread(self.ctx, functools.partial(
             self.embedder.embed, [texts[seq] for seq in seq_of.values()],
             should_stop=lambda: self.ctx.cancelled))
         rows = matrix.astype("<f4", copy=False)
@@ -518,7 +518,7 @@ def chunk_document(document: Document, embedder: Embedder, chunking: Chunking,
     return chunks
 
 
-async def _in_thread(ctx: JobContext, work: Callable[[], T]) -> T:
+async def in_thread(ctx: JobContext, work: Callable[[], T]) -> T:
     """Run blocking `work` in a thread. The worker stops a handler by cancelling it;
     the thread cannot be cancelled, but sees `ctx.cancelled` between model passes:
     wait for it, so that ABORTED and EXPIRED mean the work has stopped."""

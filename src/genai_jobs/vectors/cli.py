@@ -346,6 +346,45 @@ def activate(vdb_id: str, version_id: str, as_json: bool, url: str,
 
 @vdb.command()
 @click.argument("vdb_id", metavar="ID")
+@click.option("--reembed", type=click.IntRange(min=0), metavar="N",
+              help="Chunks to embed again and compare with their stored vectors (default 64, "
+                   "spread over the version).")
+@click.option("--full", is_flag=True, help="Embed every chunk again (as long as a build).")
+@click.option("--wait", "then_wait", is_flag=True, help="Wait for the report and print it; "
+              "exit 1 if it found drift.")
+@remote._timeout_option
+@_json_option
+@remote._server_options
+def verify(vdb_id: str, reembed: int | None, full: bool, then_wait: bool,
+           timeout: float | None, as_json: bool, url: str, token: str | None) -> None:
+    """Check that vector database ID's index holds exactly the chunks its records list,
+    with the right vectors; print the checking job's id (a `vectorDatabase.verify` job)."""
+    with _connected(url, token) as client:
+        job = client.verify_vector_database(vdb_id, reembed=reembed, full=full)
+        click.echo(str(job.status_id))
+        if not then_wait:
+            click.echo(f"follow it with: genai-jobs wait {job.status_id}", err=True)
+            return
+        job = client.wait_for_job(job.status_id, timeout=timeout)
+    if job.status != "COMPLETED" or job.result is None:
+        raise CLIError(f"verify {job.status}: {job.message}")
+    report: dict[str, Any] = dict(job.result)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"{report['chunks']:,} chunks of {report['documents']:,} documents checked,"
+                   f" {report['reembedded']:,} embedded again: "
+                   + ("no drift" if report["ok"] else "DRIFT"), err=True)
+        for item in report["drift"]:
+            click.echo(f"{item['kind']}: {item['count']:,}", err=True)
+            for example in item["examples"]:
+                click.echo(f"  {example}", err=True)
+    if not report["ok"]:
+        raise click.exceptions.Exit(1)
+
+
+@vdb.command()
+@click.argument("vdb_id", metavar="ID")
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True,
               help="How many chunks to return.")

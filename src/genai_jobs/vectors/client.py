@@ -286,6 +286,28 @@ class VectorClient:
                                subject=f"vector database {vdb_id}",
                                json={"vectorDatabaseId": str(version_id)}))
 
+    def verify_vector_database(self, vdb_id: UUID | str, *, reembed: int | None = None,
+                               full: bool = False) -> JobInfo:
+        """Start a `vectorDatabase.verify` job on a COMPLETED version: it checks that the
+        index holds exactly the chunks its records list, with the right vectors
+        (`reembed` chunks embedded again and compared; every one with `full`). Wait for it
+        with `wait_for_job`; its result is the report (`ok`, and `drift` by kind)."""
+        payload: dict[str, Any] = {"vectorDatabaseId": str(vdb_id)}
+        if reembed is not None:
+            payload["reembed"] = reembed
+        if full:
+            payload["full"] = True
+        with Client(self._base.url, token=self._token, timeout=self._base.timeout) as jobs:
+            status = jobs.submit("vectorDatabase.verify", payload,
+                                 description=f"verify vector database {vdb_id}")
+            return jobs.job(status.status_id)
+
+    def wait_for_job(self, job_id: UUID | str, *, timeout: float | None = None,
+                     on_change: Callable[[JobInfo], object] | None = None) -> JobInfo:
+        """Wait for a job to end (see `genai_jobs.client.Client.wait`)."""
+        with Client(self._base.url, token=self._token, timeout=self._base.timeout) as jobs:
+            return jobs.wait(job_id, timeout=timeout, on_change=on_change)
+
     def get_vector_database(self, vdb_id: UUID | str) -> VectorDatabaseInfo:
         return self._send(Call("GET", f"{API_PREFIX}/vectorDatabases/{vdb_id}/",
                                VectorDatabaseInfo.model_validate,

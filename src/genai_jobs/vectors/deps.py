@@ -22,6 +22,7 @@ from genai_jobs.vectors.embeddings import unavailable_reason
 from genai_jobs.vectors.records import VectorDatabase, VectorsError
 from genai_jobs.vectors.settings import VectorSettings
 from genai_jobs.vectors.store import VectorStore, vector_store_for
+from genai_jobs.vectors.verify import JOB_TYPE as VERIFY_JOB_TYPE
 
 if TYPE_CHECKING:
     from genai_jobs.vectors.search import Searcher
@@ -96,7 +97,7 @@ def unavailable_now(job_type: JobType) -> str | None:
     """Why this process cannot run `job_type` now. The vector build is asked afresh: its
     reason was fixed when it was registered, and its extra may have come (or gone) since,
     which the build itself would see."""
-    if job_type.name == BUILD_JOB_TYPE:
+    if job_type.name in (BUILD_JOB_TYPE, VERIFY_JOB_TYPE):
         return _EMBEDDINGS.unavailable_reason()
     return job_type.unavailable_reason
 
