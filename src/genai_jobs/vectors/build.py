@@ -115,16 +115,22 @@ class BuildPayload(BaseModel):
                                                "(made by POST /vectorDatabases/).")
 
 
-async def build_vector_database(ctx: JobContext, payload: BuildPayload) -> ResultLocation:
-    """Build a vector database: extract, chunk and embed its dataset's documents."""
+async def job_and_store(ctx: JobContext, job_type: str) -> tuple[Job, VectorStore]:
+    """The running job and the vector store, for a job that needs the model; a
+    PermanentError where it cannot run."""
     reason = unavailable_reason()
     if reason is not None:
-        raise PermanentError(f"{JOB_TYPE} {reason}")
+        raise PermanentError(f"{job_type} {reason}")
     store = ctx.store
     if store is None:
-        raise PermanentError(f"{JOB_TYPE} runs in a worker of genai-jobs (no store given)")
-    job = await store.get(ctx.job_id)
-    build = await _start(ctx, vector_store_for(store), job, payload.vectorDatabaseId)
+        raise PermanentError(f"{job_type} runs in a worker of genai-jobs (no store given)")
+    return await store.get(ctx.job_id), vector_store_for(store)
+
+
+async def build_vector_database(ctx: JobContext, payload: BuildPayload) -> ResultLocation:
+    """Build a vector database: extract, chunk and embed its dataset's documents."""
+    job, vectors = await job_and_store(ctx, JOB_TYPE)
+    build = await _start(ctx, vectors, job, payload.vectorDatabaseId)
     try:
         return await build.run()
     except BuildSuperseded as exc:

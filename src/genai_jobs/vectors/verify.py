@@ -29,11 +29,11 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from genai_jobs.handlers import JobContext, JobType, PermanentError, Registry, ResultLocation
-from genai_jobs.vectors.build import in_thread, load_model
+from genai_jobs.vectors.build import in_thread, job_and_store, load_model
 from genai_jobs.vectors.embeddings import Embedder, unavailable_reason
 from genai_jobs.vectors.plan import chunking_key, content_key
 from genai_jobs.vectors.records import DocumentRecord, VectorDatabase, VectorDatabaseNotFound
-from genai_jobs.vectors.store import VectorStore, vector_store_for
+from genai_jobs.vectors.store import VectorStore
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -90,14 +90,7 @@ class Report:
 
 async def verify_vector_database(ctx: JobContext, payload: VerifyPayload) -> ResultLocation:
     """Check that a version's index holds exactly what its records list."""
-    reason = unavailable_reason()
-    if reason is not None:
-        raise PermanentError(f"{JOB_TYPE} {reason}")
-    store = ctx.store
-    if store is None:
-        raise PermanentError(f"{JOB_TYPE} runs in a worker of genai-jobs (no store given)")
-    job = await store.get(ctx.job_id)
-    vectors = vector_store_for(store)
+    job, vectors = await job_and_store(ctx, JOB_TYPE)
     try:
         vdb = await vectors.get_vector_database(payload.vectorDatabaseId, job.tenant)
     except VectorDatabaseNotFound as exc:
