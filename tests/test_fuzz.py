@@ -75,6 +75,9 @@ REACHED_BY_FIXTURES = {
     "POST /api/v2/datasets/fromFile/":
         "a valid upload is a readable document (text, a PDF with text, a zip of them): "
         "random bytes under a random name are refused for what they hold (a 422 on file)",
+    "PUT /api/v2/genai/vectorDatabases/{vectorDatabaseId}/activeVersion/":
+        "the body must name a version of the path's family, which the fuzzer draws only by "
+        "chance; the fixture names one (not built, with no workers: its 409)",
 }
 
 # 422s for requests the document calls valid that are still right, each because the
@@ -103,6 +106,11 @@ SEMANTIC_REFUSALS: dict[tuple[tuple[str, ...], str | None], str] = {
         "the most attempts is a setting (GENAI_JOBS_MAX_MAX_ATTEMPTS)",
     (("body", "priority"), "less_than_equal"):
         "a tenant's highest priority is an admin's to set (PUT tenants/{tenant}/limits/)",
+    (("body", "filter"), "invalid_filter"):
+        "a search filter is a small language over the version's own metadata columns "
+        "(operators, value types, nesting)",
+    ((), "other_family"):
+        "a version named in a body must belong to the family of the one in the path",
 }
 # JSON Schema's `integer` admits 45.0, but the server takes JSON numbers of their kind
 # and refuses a float for an integer (api/schemas.py, SubmitRequest): no schema says so.
@@ -162,6 +170,10 @@ def targets(server: Server, tenant_token: str) -> Targets:
         datasets = [_upload(client, name) for name in ("kept.txt", "expendable.md")]
         vdbs = [_vector_database(client, datasets[0]["catalogId"], name)
                 for name in ("kept", "expendable")]
+        kept = vdbs[0]["id"]
+        chosen = client.put(f"{API}/vectorDatabases/{kept}/activeVersion/",
+                            json={"vectorDatabaseId": kept})
+        assert chosen.status_code == 409, chosen.text
     return Targets(
         status_ids=[queued, aborted, datasets[0]["statusId"], vdbs[0]["buildStatusId"]],
         dataset_ids=[datasets[0]["catalogId"]],

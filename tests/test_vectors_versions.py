@@ -554,3 +554,51 @@ def test_vdb_verify_prints_the_report_and_exits_1_on_drift(api: Server,
     assert drifted.returncode == 1
     report = json.loads(drifted.stdout.split("\n", 1)[1])
     assert [item["kind"] for item in report["drift"]] == ["missing_chunks"]
+
+
+CODES = {
+    "errors/e-4172.md": "Error E-4172: the pump lost pressure at start-up. Check that the "
+                        "inlet valve is open, then restart the pump.",
+    "errors/e-4173.md": "Error E-4173: the pump lost pressure after a filter change. Replace "
+                        "the gasket of the filter housing.",
+    "errors/e-4712.md": "Error E-4712: the pump's pressure sensor sends no signal. Reseat "
+                        "the sensor cable.",
+    "parts/pn-55012-b.md": "Part PN-55012-B is the wall bracket of the X200 router.",
+    "parts/pn-55012-c.md": "Part PN-55012-C is the wall bracket of the X300 router.",
+    "hr/leave.md": "Staff may carry over up to five unused vacation days into the next "
+                   "calendar year; the rest lapse on the first of January.",
+}
+
+
+def test_keyword_and_hybrid_search_find_exact_tokens_and_hybrid_keeps_paraphrases(
+        client: httpx.Client) -> None:
+    vdb = built(client, CODES)
+
+    def top(query: str, mode: str, **body: Any) -> list[str]:
+        response = client.post(f"{API}/vectorDatabases/{vdb['id']}/search/",
+                               json={"query": query, "k": 3, "mode": mode, **body})
+        assert response.status_code == 200, response.text
+        assert response.json()["mode"] == mode
+        return [hit["documentName"] for hit in response.json()["data"]]
+
+    for query, expected in [("What does error E-4173 mean?", "errors/e-4173.md"),
+                            ("E-4712", "errors/e-4712.md"),
+                            ("Which bracket is PN-55012-C?", "parts/pn-55012-c.md")]:
+        assert top(query, "keyword")[0] == expected, query
+        assert top(query, "hybrid")[0] == expected, query
+    paraphrase = "Can I keep holidays I did not take for later?"
+    assert top(paraphrase, "dense")[0] == "hr/leave.md"
+    assert top(paraphrase, "hybrid")[0] == "hr/leave.md"
+    # Only stop words: no keyword hits, and hybrid is the dense ranking.
+    assert top("what is it?", "keyword") == []
+    assert top("what is it?", "hybrid") == top("what is it?", "dense")
+    # A filter applies to the keyword ranking too.
+    only_b = {"$documentName": {"$in": ["errors/e-4172.md", "parts/pn-55012-b.md"]}}
+    assert top("Which bracket is PN-55012-C?", "keyword", filter=only_b) == [
+        "parts/pn-55012-b.md"]
+    assert set(top("pump pressure", "hybrid", filter=only_b)) <= set(only_b[
+        "$documentName"]["$in"])
+    response = client.post(f"{API}/vectorDatabases/{vdb['id']}/search/",
+                           json={"query": "x", "mode": "sparse"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "mode"]

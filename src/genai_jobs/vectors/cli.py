@@ -392,10 +392,13 @@ def verify(vdb_id: str, reembed: int | None, full: bool, then_wait: bool,
               "(its latest completed update, or the one chosen by `vdb activate`), not ID.")
 @click.option("--filter", "where", metavar="JSON", help="Only chunks whose metadata match, "
               """e.g. '{"team": "security", "priority": {"$lte": 2}}'.""")
+@click.option("--mode", type=click.Choice(["dense", "keyword", "hybrid"]), default="dense",
+              show_default=True, help="dense: nearest by meaning; keyword: by the query's "
+              "words (exact codes, names); hybrid: both, fused.")
 @_json_option
 @remote._server_options
-def search(vdb_id: str, query: str, k: int, active: bool, where: str | None, as_json: bool,
-           url: str, token: str | None) -> None:
+def search(vdb_id: str, query: str, k: int, active: bool, where: str | None, mode: str,
+           as_json: bool, url: str, token: str | None) -> None:
     """Print the K chunks of vector database ID nearest QUERY, best first."""
     parsed = None
     if where is not None:
@@ -405,7 +408,7 @@ def search(vdb_id: str, query: str, k: int, active: bool, where: str | None, as_
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--filter") from None
     with _connected(url, token) as client, _notice_if_slow(SLOW_SEARCH_NOTICE,
                                                            SLOW_SEARCH_SECONDS):
-        hits = client.search(vdb_id, query, k, active=active, filter=parsed)
+        hits = client.search(vdb_id, query, k, active=active, filter=parsed, mode=mode)
     if as_json:
         click.echo(_as_json(hits))
         return

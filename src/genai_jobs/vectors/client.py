@@ -362,11 +362,12 @@ class VectorClient:
             return jobs.wait(vdb.build_status_id, timeout=timeout, on_change=on_change)
 
     def search(self, vdb_id: UUID | str, query: str, k: int = 5, *, active: bool = False,
-               filter: dict[str, Any] | None = None) -> list[SearchHit]:
-        """The `k` chunks nearest `query`; `active`: search the family's active version
-        instead of `vdb_id` itself; `filter`: only chunks whose metadata match it
-        (`{"team": "security", "priority": {"$lte": 2}}`)."""
-        body: dict[str, Any] = {"query": query, "k": k}
+               filter: dict[str, Any] | None = None, mode: str = "dense") -> list[SearchHit]:
+        """The `k` chunks best for `query`: `mode` "dense" (nearest by embedding),
+        "keyword" (full-text) or "hybrid" (both fused); `active`: search the family's
+        active version instead of `vdb_id` itself; `filter`: only chunks whose metadata
+        match it (`{"team": "security", "priority": {"$lte": 2}}`)."""
+        body: dict[str, Any] = {"query": query, "k": k, "mode": mode}
         if active:
             body["useActiveVersion"] = True
         if filter is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
@@ -297,6 +297,11 @@ class SearchRequest(_Request):
         default=False, description="Search the active version of this vector database's "
         "family (the one its completed updates and rollbacks point at) instead of this "
         "version.")
+    mode: Literal["dense", "keyword", "hybrid"] = Field(
+        default="dense", description="dense: nearest by embedding (score: cosine); keyword: "
+        "the store's full-text ranking of the query's terms (SQLite FTS5's BM25, PostgreSQL's "
+        "ts_rank_cd; score: that rank); hybrid: both, fused by reciprocal rank (score: the "
+        "fused score), for exact tokens and paraphrases alike.")
     filter: dict[str, Any] | None = Field(
         default=None, description="Only chunks whose metadata match, e.g. "
         '`{"team": "security", "priority": {"$lte": 2}}`; fields are the metadata columns '
@@ -307,7 +312,9 @@ class SearchRequest(_Request):
 
 class SearchHitResponse(CamelModel):
     text: str
-    score: float = Field(description="Cosine similarity to the query (higher is closer).")
+    score: float = Field(description="Higher is better: in dense mode the cosine similarity "
+                         "to the query; in keyword mode the store's full-text rank; in hybrid "
+                         "mode the reciprocal rank fusion of the two.")
     document_name: str
     chunk_index: int = Field(description="The chunk's position in its document (from 0).")
     start_char: int = Field(description="Where the chunk starts in the document's text.")
@@ -326,6 +333,7 @@ class SearchHitResponse(CamelModel):
 class SearchResponse(CamelModel):
     vector_database_id: UUID = Field(description="The version that answered.")
     version: int
+    mode: str
     count: int
     data: list[SearchHitResponse]
 

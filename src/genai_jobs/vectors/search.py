@@ -1,4 +1,5 @@
-"""A query against a built vector database: embed it, find the nearest chunks, read them."""
+"""A query against a built vector database: embed it and find the nearest chunks, or ask
+the store's full-text engine, or both fused; filter them; read them."""
 
 from __future__ import annotations
 
@@ -9,12 +10,19 @@ from uuid import UUID
 from genai_jobs.vectors.embeddings import get_embedder
 from genai_jobs.vectors.filters import Filter
 from genai_jobs.vectors.index import IndexCache, Matrix, VectorIndex
+from genai_jobs.vectors.keywords import fuse
 from genai_jobs.vectors.records import Hit, VectorDatabase
 from genai_jobs.vectors.settings import VectorSettings
 from genai_jobs.vectors.store import VectorStore
 
 if TYPE_CHECKING:
-    from genai_jobs.vectors.fields import Fields
+    from genai_jobs.vectors.fields import Fields, Mask
+
+# Each ranking's best this many are fused in hybrid mode.
+FUSED_CANDIDATES = 50
+# A filtered keyword search asks the store for at most this many chunks: a filter that
+# keeps fewer than FUSED_CANDIDATES of them may then answer fewer than asked.
+MAX_KEYWORD_CANDIDATES = 10_000
 
 
 class Searcher:
@@ -25,21 +33,46 @@ class Searcher:
                                 hnsw_min_rows=settings.vector_ann_min_chunks)
 
     async def search(self, vdb: VectorDatabase, query: str, k: int,
-                     where: Filter | None = None) -> list[Hit]:
-        """The `k` chunks nearest `query`, among those `where` matches (FilterRejected
-        if it names a field the version lacks, or compares one with another type)."""
-        embedder = await asyncio.to_thread(get_embedder, vdb.embedding_model)
-        vectors = await asyncio.to_thread(embedder.embed, [query])
-        # Keyed by when it was built: a database built again is never answered from old vectors.
-        index = await self.cache.get((vdb.id, vdb.built_at), lambda: self._load(vdb))
+                     where: Filter | None = None, mode: str = "dense") -> list[Hit]:
+        """The `k` chunks best for `query` by `mode` (dense: nearest by embedding;
+        keyword: the store's full-text ranking; hybrid: the two fused by reciprocal
+        rank), among those `where` matches (FilterRejected if it names a field the
+        version lacks, or compares one with another type)."""
+        index = None
         mask = None
+        if mode != "keyword" or where is not None:
+            # Keyed by when it was built: a database built again is never answered from
+            # old vectors (or old fields).
+            index = await self.cache.get((vdb.id, vdb.built_at), lambda: self._load(vdb))
         if where is not None:
+            assert index is not None
             fields = await self._fields(vdb, index)
             mask = await asyncio.to_thread(fields.mask, where)
-        best = await asyncio.to_thread(index.search, vectors[0], k, mask)
+        if mode == "keyword":
+            best = await self._keyword(vdb, query, k, mask)
+        else:
+            assert index is not None
+            embedder = await asyncio.to_thread(get_embedder, vdb.embedding_model)
+            vectors = await asyncio.to_thread(embedder.embed, [query])
+            wanted = max(k, FUSED_CANDIDATES) if mode == "hybrid" else k
+            best = await asyncio.to_thread(index.search, vectors[0], wanted, mask)
+            if mode == "hybrid":
+                words = await self._keyword(vdb, query, FUSED_CANDIDATES, mask)
+                best = fuse([[row for row, _ in best], [row for row, _ in words]], k)
         chunks = {chunk.seq: chunk for chunk in
                   await self.vectors.chunks(vdb.id, [row for row, _ in best])}
         return [Hit(chunks[row], score) for row, score in best if row in chunks]
+
+    async def _keyword(self, vdb: VectorDatabase, query: str, k: int,
+                       mask: Mask | None) -> list[tuple[int, float]]:
+        """The store's keyword ranking, cut to the `k` best among the chunks `mask`
+        keeps (asking for as many more as the filter is selective)."""
+        if mask is None:
+            return await self.vectors.keyword_search(vdb.id, query, k)
+        share = max(float(mask.mean()), 1e-9)
+        limit = min(MAX_KEYWORD_CANDIDATES, int(k / share) + k)
+        found = await self.vectors.keyword_search(vdb.id, query, limit)
+        return [(row, score) for row, score in found if mask[row]][:k]
 
     async def _fields(self, vdb: VectorDatabase, index: VectorIndex) -> Fields:
         """The version's filterable fields, read once and kept with its vectors."""

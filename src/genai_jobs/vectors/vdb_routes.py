@@ -148,13 +148,14 @@ async def store_and_build(new: NewVectorDatabase, build: Build, caller: Caller,
     return VectorDatabaseResponse.from_records(vdb, job)
 
 
-async def built_parent(parent_id: UUID, caller: Caller,
-                       vectors: VectorServices) -> VectorDatabase:
+async def built_parent(parent_id: UUID, caller: Caller, vectors: VectorServices,
+                       purpose: str = "a new version can be made from it") -> VectorDatabase:
+    """The version, COMPLETED (else NotBuilt saying what it is wanted for)."""
     parent = await vectors.vectors.get_vector_database(parent_id, caller.tenant_scope)
     status, _ = execution_status(parent, await vectors.build_job_of(parent))
     if status is not ExecutionStatus.COMPLETED:
-        raise NotBuilt(f"vector database {parent.id} is {status.value}; a new version can "
-                       "be made from it once it is COMPLETED")
+        raise NotBuilt(f"vector database {parent.id} is {status.value}; {purpose} once it "
+                       "is COMPLETED")
     return parent
 
 
@@ -365,10 +366,11 @@ async def search(vectorDatabaseId: UUID, body: SearchRequest, caller: CallerDep,
     if reason is not None:
         raise EmbeddingsUnavailable(f"search {reason}")
     try:
-        hits = await vectors.searcher.search(vdb, body.query, body.k, where)
+        hits = await vectors.searcher.search(vdb, body.query, body.k, where, body.mode)
     except FilterRejected as exc:
         raise _filter_refused(exc) from exc
-    return SearchResponse(vector_database_id=vdb.id, version=vdb.version, count=len(hits),
+    return SearchResponse(vector_database_id=vdb.id, version=vdb.version, mode=body.mode,
+                          count=len(hits),
                           data=[SearchHitResponse.from_hit(hit) for hit in hits])
 
 

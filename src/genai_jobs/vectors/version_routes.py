@@ -103,7 +103,7 @@ async def set_active_version(vectorDatabaseId: UUID, body: ActiveVersionRequest,
                              caller: CallerDep, vectors: VectorsDep) -> VersionsResponse:
     chosen = await _same_family(vectorDatabaseId, body.vector_database_id, "vectorDatabaseId",
                                 caller, vectors)
-    await built_parent(chosen.id, caller, vectors)  # COMPLETED, or 409
+    await built_parent(chosen.id, caller, vectors, "it can answer its family's searches")
     await vectors.vectors.set_active_version(chosen.family_id, chosen.id)
     return await _versions(chosen.family_id, caller, vectors)
 

@@ -179,6 +179,12 @@ class VectorStore(abc.ABC):
         """Every batch of vectors as (first_seq, count, float32 bytes), in seq order."""
 
     @abc.abstractmethod
+    async def keyword_search(self, vdb_id: UUID, question: str,
+                             limit: int) -> list[tuple[int, float]]:
+        """The built version's chunks that share terms with `question` (keywords.py),
+        best first by the store's full-text ranking, as (seq, score, higher better)."""
+
+    @abc.abstractmethod
     async def chunk_fields(self, vdb_id: UUID) -> list[ChunkFields]:
         """Every chunk's filterable fields, in seq order: (document name, document type,
         page, metadata)."""

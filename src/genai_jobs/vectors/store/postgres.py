@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from genai_jobs.domain import StoreUnavailable
+from genai_jobs.vectors.keywords import websearch_query
 from genai_jobs.vectors.records import (
     BuildOutcome,
     BuildSuperseded,
@@ -428,6 +429,18 @@ class PostgresVectorStore(VectorStore):
                 return
             after = int(rows[-1]["first_seq"])
 
+    async def keyword_search(self, vdb_id: UUID, question: str,
+                             limit: int) -> list[tuple[int, float]]:
+        query = websearch_query(question)
+        if query is None:
+            return []
+        async with self._connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT seq, ts_rank_cd(tsv, q) AS score FROM vector_chunks,"
+                " websearch_to_tsquery('english', %s) AS q WHERE vdb_id = %s AND tsv @@ q"
+                " ORDER BY score DESC, seq LIMIT %s", (query, vdb_id, limit))).fetchall()
+        return [(int(row["seq"]), float(row["score"])) for row in rows]
+
     async def chunk_fields(self, vdb_id: UUID) -> list[ChunkFields]:
         async with self._connection() as conn:
             cursor = conn.cursor(row_factory=psycopg.rows.tuple_row)
@@ -441,15 +454,17 @@ class PostgresVectorStore(VectorStore):
             return []
         async with self._connection() as conn:
             rows = await (await conn.execute(
-                "SELECT * FROM vector_chunks WHERE vdb_id = %s AND seq = ANY(%s)",
+                f"SELECT {mapping.CHUNK_COLUMNS} FROM vector_chunks WHERE vdb_id = %s"
+                " AND seq = ANY(%s)",
                 (vdb_id, list(seqs)))).fetchall()
         return [mapping.chunk(row, DECODE) for row in rows]
 
     async def chunk_range(self, vdb_id: UUID, first_seq: int, count: int) -> list[Chunk]:
         async with self._connection() as conn:
             rows = await (await conn.execute(
-                "SELECT * FROM vector_chunks WHERE vdb_id = %s AND seq >= %s AND seq < %s"
-                " ORDER BY seq", (vdb_id, first_seq, first_seq + count))).fetchall()
+                f"SELECT {mapping.CHUNK_COLUMNS} FROM vector_chunks WHERE vdb_id = %s"
+                " AND seq >= %s AND seq < %s ORDER BY seq",
+                (vdb_id, first_seq, first_seq + count))).fetchall()
         return [mapping.chunk(row, DECODE) for row in rows]
 
     # -- connections --------------------------------------------------------

@@ -96,6 +96,10 @@ def family(row: Row, decode: Decoder) -> Family:
                   decode.maybe_uuid(row["active_id"]))
 
 
+# What `chunk` reads (not PostgreSQL's tsvector, which only the database reads).
+CHUNK_COLUMNS = "seq, document, position, page, start_char, end_char, text, metadata, kind"
+
+
 def chunk(row: Row, decode: Decoder) -> Chunk:
     kind = row["kind"]
     return Chunk(row["seq"], row["document"], row["position"], row["page"], row["start_char"],

@@ -18,6 +18,7 @@ from uuid import UUID
 
 from genai_jobs.store.sqlite.connection import SQLiteDatabase, WriteTx, connect
 from genai_jobs.store.sqlite.rows import dump_json, from_epoch, load_json
+from genai_jobs.vectors.keywords import fts5_query
 from genai_jobs.vectors.records import (
     BuildOutcome,
     BuildSuperseded,
@@ -74,6 +75,9 @@ def _write_large_file(conn: sqlite3.Connection, dataset_id: str, position: int,
 class SQLiteVectorStore(VectorStore):
     def __init__(self, database: SQLiteDatabase) -> None:
         self._db = database
+        # Keyword indexes known to exist (vector_fts_<id>, made on a version's first
+        # keyword search, dropped with its chunks).
+        self._keyword_tables: set[str] = set()
 
     # -- datasets ---------------------------------------------------------
     async def create_dataset(self, new: NewDataset) -> Dataset:
@@ -247,6 +251,7 @@ class SQLiteVectorStore(VectorStore):
         vdb = await self.get_vector_database(vdb_id, tenant)
 
         def delete(tx: WriteTx) -> None:
+            tx.conn.execute(f"DROP TABLE IF EXISTS {_keyword_table_name(vdb_id)}")
             tx.conn.execute("DELETE FROM vector_databases WHERE id = ?", (str(vdb_id),))
             family_id = str(vdb.family_id)
             # Searches of the family move to its newest other built version, if any.
@@ -477,6 +482,36 @@ class SQLiteVectorStore(VectorStore):
                 return
             after = int(rows[-1][0])
 
+    async def keyword_search(self, vdb_id: UUID, question: str,
+                             limit: int) -> list[tuple[int, float]]:
+        query = fts5_query(question)
+        if query is None:
+            return []
+        table = await self._keyword_table(vdb_id)
+        rows = await self._read(
+            f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ?"
+            f" ORDER BY bm25({table}) LIMIT ?", (query, limit))
+        return [(int(row[0]), -float(row[1])) for row in rows]
+
+    async def _keyword_table(self, vdb_id: UUID) -> str:
+        """The version's FTS5 index (BM25), made from its chunks on first use: a version's
+        chunks never change once built, and a table of its own keeps the statistics of
+        its own text (another version's copies would skew them) and the look-up small."""
+        table = _keyword_table_name(vdb_id)
+        if table in self._keyword_tables:
+            return table
+        if self._db.query_one("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)) is None:
+
+            def index(tx: WriteTx) -> None:
+                tx.conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5(text,"
+                                " content='', tokenize='porter unicode61 remove_diacritics 2')")
+                tx.conn.execute(f"INSERT INTO {table} (rowid, text) SELECT seq, text FROM"
+                                " vector_chunks WHERE vdb_id = ?", (str(vdb_id),))
+
+            await self._db.write(index, bump=False)
+        self._keyword_tables.add(table)
+        return table
+
     async def chunk_fields(self, vdb_id: UUID) -> list[ChunkFields]:
         rows = await self._read("SELECT document, kind, page, metadata FROM vector_chunks"
                                 " WHERE vdb_id = ? ORDER BY seq", (str(vdb_id),))
@@ -486,13 +521,13 @@ class SQLiteVectorStore(VectorStore):
         if not seqs:
             return []
         rows = self._db.query(
-            "SELECT * FROM vector_chunks WHERE vdb_id = ?"
+            f"SELECT {mapping.CHUNK_COLUMNS} FROM vector_chunks WHERE vdb_id = ?"
             f" AND seq IN ({', '.join('?' for _ in seqs)})", [str(vdb_id), *seqs])
         return [mapping.chunk(row, DECODE) for row in rows]
 
     async def chunk_range(self, vdb_id: UUID, first_seq: int, count: int) -> list[Chunk]:
-        rows = self._db.query("SELECT * FROM vector_chunks WHERE vdb_id = ? AND seq >= ?"
-                              " AND seq < ? ORDER BY seq",
+        rows = self._db.query(f"SELECT {mapping.CHUNK_COLUMNS} FROM vector_chunks"
+                              " WHERE vdb_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
                               (str(vdb_id), first_seq, first_seq + count))
         return [mapping.chunk(row, DECODE) for row in rows]
 
@@ -519,7 +554,12 @@ def _check_owner(tx: WriteTx, vdb_id: UUID, build_id: UUID) -> None:
         raise BuildSuperseded(vdb_id)
 
 
+def _keyword_table_name(vdb_id: UUID) -> str:
+    return f"vector_fts_{vdb_id.hex}"  # hex digits only: safe in SQL as a name
+
+
 def _clear(tx: WriteTx, vdb_id: UUID) -> None:
+    tx.conn.execute(f"DROP TABLE IF EXISTS {_keyword_table_name(vdb_id)}")
     tx.conn.execute("DELETE FROM vector_chunks WHERE vdb_id = ?", (str(vdb_id),))
     tx.conn.execute("DELETE FROM vector_batches WHERE vdb_id = ?", (str(vdb_id),))
     tx.conn.execute("DELETE FROM vector_documents WHERE vdb_id = ?", (str(vdb_id),))
