@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from genai_jobs.vectors.keywords import MAX_TERMS, RRF_K, fts5_query, fuse, terms, websearch_query
+from genai_jobs.vectors.keywords import (
+    MAX_TERMS,
+    RRF_K,
+    fts5_query,
+    fuse,
+    keyword_weight,
+    terms,
+    websearch_query,
+)
 
 
 @pytest.mark.parametrize(("question", "expected"), [
@@ -41,3 +49,23 @@ def test_fusion_ranks_by_summed_reciprocal_ranks() -> None:
     assert fuse([[], []], k=3) == []
     # Equal fused scores keep the first ranking's order.
     assert [item for item, _ in fuse([[7, 8], [8, 7]], k=2)] == [7, 8]
+
+
+@pytest.mark.parametrize(("question", "weight"), [
+    ("What does error E-4172 mean?", 2.0),
+    ("Is v3.14.2 out?", 2.0),
+    ("Which router fits bracket 55012?", 2.0),
+    ("Where do the logs of app_server go?", 2.0),
+    ("Can I keep holidays I did not take?", 0.0),
+    ("Who approved Dana's request?", 0.0),
+])
+def test_hybrid_weighs_keywords_by_whether_the_question_holds_a_code(question: str,
+                                                                      weight: float) -> None:
+    assert keyword_weight(question) == weight
+
+
+def test_weighted_fusion_scales_each_ranking_and_a_zero_weight_drops_it() -> None:
+    assert [item for item, _ in fuse([[1, 2], [2, 3]], k=3, weights=[1.0, 0.0])] == [1, 2]
+    fused = fuse([[1, 2], [2, 1]], k=2, weights=[1.0, 2.0])
+    assert [item for item, _ in fused] == [2, 1]
+    assert fused[0][1] == pytest.approx(1 / (RRF_K + 2) + 2 / (RRF_K + 1))

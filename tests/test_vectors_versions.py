@@ -598,7 +598,14 @@ def test_keyword_and_hybrid_search_find_exact_tokens_and_hybrid_keeps_paraphrase
         "parts/pn-55012-b.md"]
     assert set(top("pump pressure", "hybrid", filter=only_b)) <= set(only_b[
         "$documentName"]["$in"])
-    response = client.post(f"{API}/vectorDatabases/{vdb['id']}/search/",
-                           json={"query": "x", "mode": "sparse"})
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "mode"]
+    # The keyword ranking's weight: by default as the question calls for, or as asked.
+    code = "What does error E-4173 mean?"
+    assert top(code, "hybrid", keywordWeight=0) == top(code, "dense")
+    assert top("pump pressure", "hybrid", keywordWeight=5)[0] == top("pump pressure", "keyword")[0]
+    refusals: list[tuple[dict[str, Any], list[str]]] = [
+        ({"mode": "sparse"}, ["body", "mode"]), ({"keywordWeight": 11}, ["body", "keywordWeight"])]
+    for bad, loc in refusals:
+        response = client.post(f"{API}/vectorDatabases/{vdb['id']}/search/",
+                               json={"query": "x", **bad})
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == loc

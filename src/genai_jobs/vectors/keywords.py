@@ -22,6 +22,9 @@ MAX_TERMS = 64
 # r of a ranking adds 1 / (RRF_K + r).
 RRF_K = 60
 _TERM = re.compile(r"\w+(?:[-_./]\w+)*", re.UNICODE)
+_CODE_LIKE = re.compile(r"\d|\w[-_./]\w")
+# The keyword ranking's weight in hybrid search for a question with a code-like term.
+CODE_WEIGHT = 2.0
 # Words of a question that say nothing of what it is about: left out of the query
 # (they would only make the engine rank most chunks). PostgreSQL's `english`
 # configuration drops its own; FTS5 has no such list.
@@ -64,14 +67,29 @@ def websearch_query(question: str) -> str | None:
     return " or ".join('"' + term.replace('"', " ") + '"' for term in found)
 
 
-def fuse(rankings: Sequence[Sequence[int]], k: int) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: the `k` items best over all rankings (best first, each a
-    list of item ids), with their fused scores; ties keep the first ranking's order."""
+def keyword_weight(question: str) -> float:
+    """How much the keyword ranking counts beside the dense one in hybrid search: fully
+    (CODE_WEIGHT) when the question holds a term an embedding blurs (one with a digit,
+    or letters joined by `-`, `_`, `.` or `/`: an error code, a part number, a version),
+    not at all otherwise. Measured in bench/retrieval.py: fused evenly, the keyword
+    ranking's noise pushed paraphrases' answers out of the dense top 10 (recall@10 0.91
+    to 0.67); weighed by the question, hybrid beats both single modes overall."""
+    return CODE_WEIGHT if any(_CODE_LIKE.search(term) for term in terms(question)) else 0.0
+
+
+def fuse(rankings: Sequence[Sequence[int]], k: int,
+         weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion: the `k` items best over all rankings (best first,
+    each a list of item ids), with their fused scores; ties keep the first ranking's
+    order. A ranking of weight 0 adds nothing."""
     scores: dict[int, float] = {}
     first_seen: dict[int, tuple[int, int]] = {}
     for which, ranking in enumerate(rankings):
+        weight = 1.0 if weights is None else weights[which]
+        if weight == 0:
+            continue
         for rank, item in enumerate(ranking, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (RRF_K + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (RRF_K + rank)
             first_seen.setdefault(item, (which, rank))
     ordered = sorted(scores, key=lambda item: (-scores[item], first_seen[item]))
     return [(item, scores[item]) for item in ordered[:k]]

@@ -302,6 +302,11 @@ class SearchRequest(_Request):
         "the store's full-text ranking of the query's terms (SQLite FTS5's BM25, PostgreSQL's "
         "ts_rank_cd; score: that rank); hybrid: both, fused by reciprocal rank (score: the "
         "fused score), for exact tokens and paraphrases alike.")
+    keyword_weight: StrictFloat | StrictInt | None = Field(
+        default=None, ge=0, le=10, description="Hybrid mode: how much the keyword ranking "
+        "counts beside the dense one (weighted reciprocal rank fusion, the dense ranking "
+        "1). Default: 2 when the query holds a term with a digit or letters joined by - _ . "
+        "/ (an error code, a part number, a version), else 0 (the dense ranking).")
     filter: dict[str, Any] | None = Field(
         default=None, description="Only chunks whose metadata match, e.g. "
         '`{"team": "security", "priority": {"$lte": 2}}`; fields are the metadata columns '

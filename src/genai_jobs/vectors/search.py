@@ -10,7 +10,7 @@ from uuid import UUID
 from genai_jobs.vectors.embeddings import get_embedder
 from genai_jobs.vectors.filters import Filter
 from genai_jobs.vectors.index import IndexCache, Matrix, VectorIndex
-from genai_jobs.vectors.keywords import fuse
+from genai_jobs.vectors.keywords import fuse, keyword_weight
 from genai_jobs.vectors.records import Hit, VectorDatabase
 from genai_jobs.vectors.settings import VectorSettings
 from genai_jobs.vectors.store import VectorStore
@@ -33,11 +33,14 @@ class Searcher:
                                 hnsw_min_rows=settings.vector_ann_min_chunks)
 
     async def search(self, vdb: VectorDatabase, query: str, k: int,
-                     where: Filter | None = None, mode: str = "dense") -> list[Hit]:
+                     where: Filter | None = None, mode: str = "dense",
+                     keyword_share: float | None = None) -> list[Hit]:
         """The `k` chunks best for `query` by `mode` (dense: nearest by embedding;
         keyword: the store's full-text ranking; hybrid: the two fused by reciprocal
-        rank), among those `where` matches (FilterRejected if it names a field the
-        version lacks, or compares one with another type)."""
+        rank, the keyword ranking weighed by `keyword_share`, by default as the query
+        calls for: keywords.keyword_weight), among those `where` matches
+        (FilterRejected if it names a field the version lacks, or compares one with
+        another type)."""
         index = None
         mask = None
         if mode != "keyword" or where is not None:
@@ -54,11 +57,14 @@ class Searcher:
             assert index is not None
             embedder = await asyncio.to_thread(get_embedder, vdb.embedding_model)
             vectors = await asyncio.to_thread(embedder.embed, [query])
+            weight = keyword_weight(query) if keyword_share is None else keyword_share
             wanted = max(k, FUSED_CANDIDATES) if mode == "hybrid" else k
             best = await asyncio.to_thread(index.search, vectors[0], wanted, mask)
             if mode == "hybrid":
-                words = await self._keyword(vdb, query, FUSED_CANDIDATES, mask)
-                best = fuse([[row for row, _ in best], [row for row, _ in words]], k)
+                words = (await self._keyword(vdb, query, FUSED_CANDIDATES, mask)
+                         if weight > 0 else [])
+                best = fuse([[row for row, _ in best], [row for row, _ in words]], k,
+                            [1.0, weight])
         chunks = {chunk.seq: chunk for chunk in
                   await self.vectors.chunks(vdb.id, [row for row, _ in best])}
         return [Hit(chunks[row], score) for row, score in best if row in chunks]

@@ -366,7 +366,8 @@ async def search(vectorDatabaseId: UUID, body: SearchRequest, caller: CallerDep,
     if reason is not None:
         raise EmbeddingsUnavailable(f"search {reason}")
     try:
-        hits = await vectors.searcher.search(vdb, body.query, body.k, where, body.mode)
+        hits = await vectors.searcher.search(vdb, body.query, body.k, where, body.mode,
+                                             body.keyword_weight)
     except FilterRejected as exc:
         raise _filter_refused(exc) from exc
     return SearchResponse(vector_database_id=vdb.id, version=vdb.version, mode=body.mode,
