@@ -34,9 +34,12 @@ def test_a_long_question_is_cut_to_max_terms() -> None:
     assert len(terms(" ".join(f"word{n}" for n in range(500)))) == MAX_TERMS
 
 
-def test_each_engine_gets_every_term_quoted_and_ored() -> None:
-    assert fts5_query('error "E-4172"') == '"error" OR "e-4172"'
-    assert websearch_query('error "E-4172"') == '"error" or "e-4172"'
+def test_each_engine_gets_the_codes_of_a_question_or_else_all_its_terms_quoted_and_ored(
+) -> None:
+    assert fts5_query('error "E-4172" or E-4173') == '"e-4172" OR "e-4173"'
+    assert websearch_query('error "E-4172"') == '"e-4172"'
+    assert fts5_query('pump "pressure" fault') == '"pump" OR "pressure" OR "fault"'
+    assert websearch_query("pump pressure") == '"pump" or "pressure"'
     assert fts5_query("what is it?") is None
     assert websearch_query("?!") is None
 
