@@ -219,8 +219,47 @@ def pointer_and_filtered(store: str, rows: int = ROWS) -> dict[str, Any]:
         finally:
             server.service.terminate()
             server.service.close()
+        result["hybrid_in_process"] = asyncio.run(hybrid_in_process(database_url, second))
     result["filtered_in_process"] = filtered_in_process(rows)
     return result
+
+
+async def hybrid_in_process(database_url: str, vdb_id: str) -> dict[str, Any]:
+    """What a hybrid search costs past the query's embedding, without HTTP: the dense
+    search (50 candidates), the store's keyword query (50) and their fusion, for 100
+    questions that each name another record number."""
+    import numpy as np
+
+    from genai_jobs.store import create_store
+    from genai_jobs.vectors.index import VectorIndex
+    from genai_jobs.vectors.keywords import fuse
+    from genai_jobs.vectors.search import load_matrix
+    from genai_jobs.vectors.store import vector_store_for
+
+    store = create_store(database_url)
+    await store.open()
+    try:
+        vectors = vector_store_for(store)
+        vdb = await vectors.get_vector_database(uuid.UUID(vdb_id), None)
+        index = VectorIndex(await load_matrix(vectors, vdb))
+        rng = np.random.default_rng(3)
+        await vectors.keyword_search(vdb.id, "record 1", 50)  # SQLite: makes its index
+        dense, words, total = [], [], []
+        for n in range(QUERIES):
+            query = index.matrix[int(rng.integers(0, len(index.matrix)))]
+            started = time.perf_counter()
+            best = index.search(query, 50)
+            middle = time.perf_counter()
+            found = await vectors.keyword_search(vdb.id, f"Who filed record {n * 997}?", 50)
+            fuse([[row for row, _ in best], [row for row, _ in found]], 10, [1.0, 2.0])
+            ended = time.perf_counter()
+            dense.append((middle - started) * 1000)
+            words.append((ended - middle) * 1000)
+            total.append((ended - started) * 1000)
+        return {"dense_p50_ms": _p(dense, 50), "keyword_p50_ms": _p(words, 50),
+                "hybrid_p50_ms": _p(total, 50), "hybrid_p99_ms": _p(total, 99)}
+    finally:
+        await store.close()
 
 
 def _search(client: Any, vdb_id: str, **body: Any) -> float:

@@ -78,6 +78,10 @@ REACHED_BY_FIXTURES = {
     "PUT /api/v2/genai/vectorDatabases/{vectorDatabaseId}/activeVersion/":
         "the body must name a version of the path's family, which the fuzzer draws only by "
         "chance; the fixture names one (not built, with no workers: its 409)",
+    "POST /api/v2/genai/vectorDatabases/{vectorDatabaseId}/versions/":
+        "an update needs a dataset and a version of the family that are both real, which "
+        "the fuzzer draws together by chance only; the fixture sends them (its 409: the "
+        "family has no built version with no workers)",
 }
 
 # 422s for requests the document calls valid that are still right, each because the
@@ -174,6 +178,9 @@ def targets(server: Server, tenant_token: str) -> Targets:
         chosen = client.put(f"{API}/vectorDatabases/{kept}/activeVersion/",
                             json={"vectorDatabaseId": kept})
         assert chosen.status_code == 409, chosen.text
+        updated = client.post(f"{API}/vectorDatabases/{kept}/versions/", json={
+            "datasetId": datasets[0]["catalogId"], "mode": "replace"})
+        assert updated.status_code == 409, updated.text
     return Targets(
         status_ids=[queued, aborted, datasets[0]["statusId"], vdbs[0]["buildStatusId"]],
         dataset_ids=[datasets[0]["catalogId"]],

@@ -594,8 +594,10 @@ def test_keyword_and_hybrid_search_find_exact_tokens_and_hybrid_keeps_paraphrase
     assert top("what is it?", "hybrid") == top("what is it?", "dense")
     # A filter applies to the keyword ranking too.
     only_b = {"$documentName": {"$in": ["errors/e-4172.md", "parts/pn-55012-b.md"]}}
-    assert top("Which bracket is PN-55012-C?", "keyword", filter=only_b) == [
+    assert top("Is PN-55012-C or PN-55012-B the bracket?", "keyword", filter=only_b) == [
         "parts/pn-55012-b.md"]
+    # A question with a code asks the keyword index for its codes only.
+    assert top("Which bracket is PN-55012-C?", "keyword", filter=only_b) == []
     assert set(top("pump pressure", "hybrid", filter=only_b)) <= set(only_b[
         "$documentName"]["$in"])
     # The keyword ranking's weight: by default as the question calls for, or as asked.
