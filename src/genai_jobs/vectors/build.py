@@ -208,9 +208,14 @@ class Build:
     size_bytes: int = 0
     look_up: bool = True  # whether the family may hold vectors of the chunks made
 
+    @functools.cached_property
+    def chunking(self) -> str:
+        """The version's chunking key (plan.chunking_key): its chunks' content keys."""
+        return chunking_key(self.vdb)
+
     async def run(self) -> ResultLocation:
         parent = await self._parent()
-        chunking = chunking_key(self.vdb)
+        chunking = self.chunking
         if parent is not None and chunking_key(parent) != chunking:
             raise PermanentError(f"the parent {parent.id} embeds or chunks differently: a "
                                  "version keeps its family's model and chunking")
@@ -255,7 +260,7 @@ class Build:
         for info in self.documents:
             content_digest = info.content_digest
             if content_digest is None:
-                content = await self._read(self.dataset.id, info)
+                content = await self._read(info)
                 content_digest = await asyncio.to_thread(sha256_of, content)
             digests.append((info, document_digest(info, content_digest)))
         return digests
@@ -332,18 +337,17 @@ class Build:
                                      "version starts from its parent's chunks") from exc
 
     async def _chunks_of(self, info: DocumentInfo, chunking: Chunking) -> list[NewChunk]:
-        content = await self._read(self.dataset.id, info)
+        content = await self._read(info)
         document = Document(info.name, info.kind, content, info.metadata)
-        key = chunking_key(self.vdb)
         try:
             return await in_thread(self.ctx, lambda: chunk_document(
-                document, self.embedder, chunking, key))
+                document, self.embedder, chunking, self.chunking))
         except ExtractionFailed as exc:
             raise PermanentError(f"{info.name}: {exc}") from exc
 
-    async def _read(self, dataset_id: UUID, info: DocumentInfo) -> bytes:
+    async def _read(self, info: DocumentInfo) -> bytes:
         try:
-            return await self.vectors.read_document(dataset_id, info.position)
+            return await self.vectors.read_document(self.dataset.id, info.position)
         except DatasetNotFound as exc:
             raise PermanentError(f"{exc}: it was deleted during the build") from exc
 
@@ -369,8 +373,9 @@ class Build:
         # A family's first build has nothing to look up: the index lookups would only
         # cost it (their pages stay mapped in the worker), so it looks for twins of a
         # chunk only in the chunk's own group.
-        versions = await self.vectors.family_versions(self.vdb.family_id)
-        self.look_up = any(version.is_built for version in versions)
+        # (A family has an active version from its first built one on.)
+        family = await self.vectors.get_family(self.vdb.family_id, None)
+        self.look_up = family.active_id is not None
         first, window = 0, GROUP_CHUNKS
         while first < written.total:  # bounded: every group takes at least one chunk
             embedded = progress.embedded

@@ -213,23 +213,33 @@ def create(ctx: click.Context, dataset_id: str, name: str | None, chunk_size: in
     click.echo(f"building as job {info.build_status_id}; follow it with: "
                f"genai-jobs wait {info.build_status_id}", err=True)
     if then_wait:
-        with remote._connected(url, token, str(info.build_status_id)) as jobs:
-            try:
-                remote._wait_and_exit(ctx, jobs, str(info.build_status_id), timeout)
-            except click.exceptions.Exit:  # its outcome is printed: then what it left out
-                _print_skipped_documents(url, token, str(info.id))
-                raise
+        _wait_and_report(ctx, url, token, info, timeout, changes=False)
 
 
-def _print_skipped_documents(url: str, token: str | None, vdb_id: str) -> None:
-    """The documents a finished build left out, on stderr; a failure to read them is a
-    note, not a change of the exit code, which says how the build ended."""
+def _wait_and_report(ctx: click.Context, url: str, token: str | None,
+                     info: VectorDatabaseInfo, timeout: float | None, changes: bool) -> None:
+    """Show the build's progress until it ends and exit as `genai-jobs wait` does; first,
+    on stderr, what the finished build changed (with `changes`) and left out."""
+    job_id = str(info.build_status_id)
+    with remote._connected(url, token, job_id) as jobs:
+        try:
+            remote._wait_and_exit(ctx, jobs, job_id, timeout)
+        except click.exceptions.Exit:  # its outcome is printed: then what the build did
+            _report_build(url, token, str(info.id), changes)
+            raise
+
+
+def _report_build(url: str, token: str | None, vdb_id: str, changes: bool) -> None:
+    """A failure to read the vector database is a note, not a change of the exit code,
+    which says how the build ended."""
     try:
         with _connected(url, token) as client:
             info = client.get_vector_database(vdb_id)
     except CLIError as exc:
-        click.echo(f"note: could not read which documents the build skipped: {exc}", err=True)
+        click.echo(f"note: could not read what the build did: {exc}", err=True)
         return
+    if changes and info.changes:
+        click.echo(changes_line(info.changes), err=True)
     _echo_skipped_documents(info)
 
 
@@ -274,24 +284,7 @@ def update(ctx: click.Context, vdb_id: str, dataset_id: str, mode: str, parent_i
                f"{info.build_status_id}; follow it with: genai-jobs wait "
                f"{info.build_status_id}", err=True)
     if then_wait:
-        with remote._connected(url, token, str(info.build_status_id)) as jobs:
-            try:
-                remote._wait_and_exit(ctx, jobs, str(info.build_status_id), timeout)
-            except click.exceptions.Exit:  # its outcome is printed: then what changed
-                _print_changes(url, token, str(info.id))
-                raise
-
-
-def _print_changes(url: str, token: str | None, vdb_id: str) -> None:
-    try:
-        with _connected(url, token) as client:
-            info = client.get_vector_database(vdb_id)
-    except CLIError as exc:
-        click.echo(f"note: could not read what the update changed: {exc}", err=True)
-        return
-    if info.changes:
-        click.echo(changes_line(info.changes), err=True)
-    _echo_skipped_documents(info)
+        _wait_and_report(ctx, url, token, info, timeout, changes=True)
 
 
 def changes_line(changes: dict[str, Any]) -> str:

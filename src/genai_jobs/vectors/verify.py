@@ -147,7 +147,7 @@ class Check:
         return self.report
 
     def _check_records(self) -> None:
-        if not self.records or self.records[0].digest == "":
+        if not _recorded(self.records):
             self.report.found("no_document_records", "the version was built before its "
                               "documents were recorded: update it to record them")
             return
@@ -238,9 +238,15 @@ class Check:
                               f"past the version's {self.vdb.chunk_count:,} chunks", len(extra))
 
 
+def _recorded(records: list[DocumentRecord]) -> bool:
+    """Whether the version's documents were recorded at its build (rows.legacy_records
+    makes digest-less ones from the chunks of a version built before)."""
+    return bool(records) and records[0].digest != ""
+
+
 def _owners(records: list[DocumentRecord]) -> dict[int, str]:
     """The document each chunk belongs to, by the records (none for legacy versions)."""
-    if not records or records[0].digest == "":
+    if not _recorded(records):
         return {}
     return {seq: record.name for record in records
             for seq in range(record.first_seq, record.first_seq + record.chunk_count)}

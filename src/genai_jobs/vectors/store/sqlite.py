@@ -488,9 +488,12 @@ class SQLiteVectorStore(VectorStore):
         if query is None:
             return []
         table = await self._keyword_table(vdb_id)
-        rows = await self._read(
-            f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ?"
-            f" ORDER BY bm25({table}) LIMIT ?", (query, limit))
+        sql = (f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ?"
+               f" ORDER BY bm25({table}) LIMIT ?")
+        # Off the loop (a question of common words ranks many chunks), on the store's
+        # kept reader connections: a search must not open a connection of its own.
+        rows = await self._db.read_off_loop(
+            lambda conn: conn.execute(sql, (query, limit)).fetchall())
         return [(int(row[0]), -float(row[1])) for row in rows]
 
     async def _keyword_table(self, vdb_id: UUID) -> str:
